@@ -1,0 +1,225 @@
+//! The one error type of the crate.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `Result` with [`Error`] as its error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hostlock.
+///
+/// Contention is not an error: a lock held by someone else is reported as
+/// `Ok(false)` (or `Ok(None)`), never as an `Err`.
+///
+/// Every variant that concerns a lock file names its path, so a message can be
+/// acted on without more context.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument is outside what the API accepts: an empty key, a key over
+    /// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes, an empty token, an expiry that
+    /// cannot be stored, a zero interval.
+    InvalidArgument {
+        /// Which argument.
+        argument: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The path names a directory, not a lock file.
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The lock file, or its parent directory, does not exist.
+    NotFound {
+        /// The path that was missing.
+        path: PathBuf,
+    },
+    /// The process may not read or write the lock file or its sidecar folder.
+    PermissionDenied {
+        /// The path that was refused.
+        path: PathBuf,
+    },
+    /// The lock file is marked read-only; hostlock needs to write to it.
+    ReadOnly {
+        /// The path of the read-only file.
+        path: PathBuf,
+    },
+    /// The file exists but is not a hostlock lock file (another program's file,
+    /// or random bytes).
+    NotLockFile {
+        /// The path of the file.
+        path: PathBuf,
+        /// What was found instead.
+        found: String,
+    },
+    /// The file is a hostlock file but its contents are damaged.
+    Corrupted {
+        /// The path of the file.
+        path: PathBuf,
+        /// What is damaged.
+        detail: String,
+    },
+    /// The file was written by a newer (or unknown) version of hostlock.
+    UnsupportedVersion {
+        /// The path of the file.
+        path: PathBuf,
+        /// The format version found in the file.
+        found: u32,
+        /// The newest format version this build reads.
+        supported: u32,
+    },
+    /// A stored lock value could not be decoded as the requested type `T`:
+    /// the file was written by a program using another value type.
+    ValueType {
+        /// The path of the file.
+        path: PathBuf,
+        /// The key whose value did not decode.
+        key: String,
+        /// The Rust type that was requested.
+        expected: &'static str,
+        /// What the decoder reported.
+        detail: String,
+    },
+    /// A lock value could not be encoded.
+    Encode {
+        /// What the encoder reported.
+        detail: String,
+    },
+    /// Another process kept the lock file busy for longer than the configured
+    /// busy timeout (for example a process stopped in the middle of a write).
+    Busy {
+        /// The path of the file.
+        path: PathBuf,
+        /// How long this call waited.
+        waited: Duration,
+    },
+    /// An I/O error not covered by a more specific variant, including a full disk.
+    Io {
+        /// The path being accessed.
+        path: PathBuf,
+        /// What hostlock was doing.
+        action: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The storage engine reported an error not covered by a more specific variant.
+    Storage {
+        /// The path of the file.
+        path: PathBuf,
+        /// The engine's description of the problem.
+        detail: String,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidArgument { argument, reason } => {
+                write!(f, "invalid {argument}: {reason}")
+            }
+            Error::IsDirectory { path } => write!(
+                f,
+                "{} is a directory; give the path of a lock file inside it",
+                path.display()
+            ),
+            Error::NotFound { path } => write!(
+                f,
+                "{} does not exist; create its parent directory first",
+                path.display()
+            ),
+            Error::PermissionDenied { path } => write!(
+                f,
+                "permission denied on {}; the process needs read and write access",
+                path.display()
+            ),
+            Error::ReadOnly { path } => write!(
+                f,
+                "{} is read-only; hostlock must write to its lock file, so make it writable",
+                path.display()
+            ),
+            Error::NotLockFile { path, found } => write!(
+                f,
+                "{} is not a hostlock lock file ({found}); point hostlock at a new path",
+                path.display()
+            ),
+            Error::Corrupted { path, detail } => write!(
+                f,
+                "{} is damaged ({detail}); move it aside and start a new lock file",
+                path.display()
+            ),
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{} has format version {found} but this hostlock reads up to version {supported}; \
+                 upgrade hostlock",
+                path.display()
+            ),
+            Error::ValueType {
+                path,
+                key,
+                expected,
+                detail,
+            } => write!(
+                f,
+                "the value of lock {key:?} in {} is not a {expected} ({detail}); \
+                 was the file written with another value type?",
+                path.display()
+            ),
+            Error::Encode { detail } => write!(f, "cannot encode the lock value: {detail}"),
+            Error::Busy { path, waited } => write!(
+                f,
+                "{} stayed busy for {waited:?}; another process holds its write lock \
+                 (stopped or hung?)",
+                path.display()
+            ),
+            Error::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::Storage { path, detail } => {
+                write!(f, "storage error in {}: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// Maps an I/O error on `path` to the most specific variant.
+    pub(crate) fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Error {
+        let path = path.into();
+        match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound { path },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied { path },
+            io::ErrorKind::IsADirectory => Error::IsDirectory { path },
+            io::ErrorKind::ReadOnlyFilesystem => Error::ReadOnly { path },
+            _ => Error::Io {
+                path,
+                action,
+                source,
+            },
+        }
+    }
+
+    pub(crate) fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
+        Error::InvalidArgument {
+            argument,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! `FileLocker`: locks in one redb file shared by the processes of a host.
+
+mod cleanup;
+mod flock;
+mod schema;
+mod store;
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use redb::ReadableDatabase;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use self::cleanup::{ErrorCallback, Sweeper};
+use self::schema::{LOCKS, Tables};
+use self::store::{Store, storage_error};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::locker::{CleanableLocker, Locker, RenewableLocker};
+use crate::value::{
+    LockValue, Record, check_expiry, check_key, check_lock, check_token, decode_value,
+    encode_value, now_nanos,
+};
+
+/// How long a call waits for other writers before [`Error::Busy`], by default.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the background thread removes expired locks, by default.
+pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
+/// The storage engine's page cache per open file, by default: 16 MiB.
+pub const DEFAULT_CACHE_SIZE: usize = 16 << 20;
+
+/// A locker whose locks live in one file, shared by every thread and process
+/// of the host that opens it.
+///
+/// The file is a [redb](https://docs.rs/redb) database opened in its
+/// multi-writer mode: each process keeps it open, and write transactions of
+/// all processes take turns. Every lock decision (acquire, release, touch,
+/// cleanup) is made inside one write transaction, and every change is on disk
+/// (`fdatasync`) when the call returns, so locks survive the process and the
+/// machine. Values are stored as CBOR, so a file can be read by a program that
+/// does not know `T`.
+///
+/// Beside the file, a sidecar folder (`<file>.hostlock/`) holds the OS file
+/// locks through which processes serialise opening and elect the one that runs
+/// background cleanup.
+///
+/// `FileLocker` is `Send + Sync` and cheap to clone: clones share one open
+/// database and one cleanup thread, which stops when the last clone is
+/// dropped. Open a file once per process and clone the handle.
+///
+/// ```
+/// use hostlock::{FileLocker, Locker, LockValue, RenewableLocker};
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let locker: FileLocker<String> = FileLocker::open(dir.path().join("locks.redb"))?;
+///
+/// let lock = LockValue::new("nightly-report".to_string())
+///     .with_ttl(Duration::from_secs(60))
+///     .with_token("owner-1");
+/// assert!(locker.acquire("report", lock)?);
+/// assert!(locker.exists("report")?);
+/// assert!(locker.release_if_owner("report", "owner-1")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FileLocker<T> {
+    inner: Arc<Inner>,
+    value: PhantomData<fn() -> T>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    _sweeper: Option<Sweeper>,
+}
+
+impl<T> Clone for FileLocker<T> {
+    fn clone(&self) -> FileLocker<T> {
+        FileLocker {
+            inner: Arc::clone(&self.inner),
+            value: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for FileLocker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileLocker")
+            .field("path", &self.path())
+            .field("background_cleanup", &self.inner._sweeper.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> FileLocker<T> {
+    /// Opens the lock file at `path`, creating it if it is missing, with the
+    /// default settings of [`FileLockerBuilder`].
+    ///
+    /// # Errors
+    /// See [`FileLockerBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<FileLocker<T>> {
+        FileLocker::builder(path).open()
+    }
+
+    /// A builder to open the lock file at `path` with other settings.
+    pub fn builder(path: impl AsRef<Path>) -> FileLockerBuilder<T> {
+        FileLockerBuilder {
+            path: path.as_ref().to_owned(),
+            clock: Arc::new(SystemClock),
+            cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
+            background_cleanup: true,
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            cache_size: DEFAULT_CACHE_SIZE,
+            on_cleanup_error: Arc::new(cleanup::print_error),
+            value: PhantomData,
+        }
+    }
+}
+
+impl<T> FileLocker<T> {
+    /// The path of the lock file.
+    pub fn path(&self) -> &Path {
+        self.inner.store.path()
+    }
+
+    fn now(&self) -> SystemTime {
+        self.inner.clock.now()
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The stored bytes under `key`, from a read transaction.
+    fn read_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.path();
+        let read = self
+            .store()
+            .db()
+            .begin_read()
+            .map_err(|e| storage_error(path, e))?;
+        let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+        let found = locks.get(key).map_err(|e| storage_error(path, e))?;
+        Ok(found.map(|guard| guard.value().to_vec()))
+    }
+
+    /// Runs `f` on the lock tables in a write transaction, with the time read
+    /// after the transaction began, so no other writer can act between the
+    /// time and the decision.
+    fn decide<R>(&self, f: impl FnOnce(&mut Tables<'_>, u64) -> Result<(R, bool)>) -> Result<R> {
+        self.store().write(|tx| {
+            let mut tables = Tables::open(self.path(), tx)?;
+            f(&mut tables, now_nanos(self.now()))
+        })
+    }
+}
+
+/// Settings for opening a [`FileLocker`]; made by [`FileLocker::builder`].
+///
+/// ```
+/// use hostlock::{FileLocker, ManualClock};
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let clock = ManualClock::default();
+/// let locker: FileLocker<u32> = FileLocker::builder(dir.path().join("locks.redb"))
+///     .clock(clock.clone())
+///     .cleanup_interval(Duration::from_secs(5))
+///     .busy_timeout(Duration::from_secs(2))
+///     .open()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct FileLockerBuilder<T> {
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    cleanup_interval: Duration,
+    background_cleanup: bool,
+    busy_timeout: Duration,
+    cache_size: usize,
+    on_cleanup_error: ErrorCallback,
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for FileLockerBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileLockerBuilder")
+            .field("path", &self.path)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("background_cleanup", &self.background_cleanup)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("cache_size", &self.cache_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
+    /// The clock that decides expiry (default: [`SystemClock`]). Inject a
+    /// [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Clock + 'static) -> FileLockerBuilder<T> {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How often the background thread removes expired locks (default:
+    /// [`DEFAULT_CLEANUP_INTERVAL`]). Must not be zero.
+    pub fn cleanup_interval(mut self, interval: Duration) -> FileLockerBuilder<T> {
+        self.cleanup_interval = interval;
+        self
+    }
+
+    /// Whether to run the background cleanup thread (default: `true`).
+    ///
+    /// Expired locks count as free whether or not they have been removed; the
+    /// thread only reclaims their space. Without it, call
+    /// [`CleanableLocker::cleanup`] yourself.
+    pub fn background_cleanup(mut self, enabled: bool) -> FileLockerBuilder<T> {
+        self.background_cleanup = enabled;
+        self
+    }
+
+    /// How long a call waits for other writers before it fails with
+    /// [`Error::Busy`] (default: [`DEFAULT_BUSY_TIMEOUT`]). Must not be zero.
+    ///
+    /// A write takes a few milliseconds, so the wait only runs out when
+    /// another process stops or hangs in the middle of one.
+    pub fn busy_timeout(mut self, timeout: Duration) -> FileLockerBuilder<T> {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The storage engine's page cache for this file, in bytes (default:
+    /// [`DEFAULT_CACHE_SIZE`]).
+    pub fn cache_size(mut self, bytes: usize) -> FileLockerBuilder<T> {
+        self.cache_size = bytes;
+        self
+    }
+
+    /// Receives the errors of the background cleanup (default: print one
+    /// line to standard error). A busy file is not reported; the next tick
+    /// tries again.
+    pub fn on_cleanup_error(
+        mut self,
+        callback: impl Fn(&Error) + Send + Sync + 'static,
+    ) -> FileLockerBuilder<T> {
+        self.on_cleanup_error = Arc::new(callback);
+        self
+    }
+
+    /// Opens the lock file, creating it (and its sidecar folder) if missing.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`]: a zero cleanup interval or busy timeout.
+    /// - [`Error::IsDirectory`], [`Error::NotFound`] (of the parent
+    ///   directory), [`Error::PermissionDenied`], [`Error::ReadOnly`]: the
+    ///   path cannot be used.
+    /// - [`Error::NotLockFile`], [`Error::Corrupted`],
+    ///   [`Error::UnsupportedVersion`]: the file is not one this build can use.
+    /// - [`Error::Busy`]: another process kept the file busy past the busy
+    ///   timeout.
+    pub fn open(self) -> Result<FileLocker<T>> {
+        if self.busy_timeout.is_zero() {
+            return Err(Error::invalid("busy timeout", "must be longer than zero"));
+        }
+        if self.background_cleanup && self.cleanup_interval.is_zero() {
+            return Err(Error::invalid(
+                "cleanup interval",
+                "must be longer than zero; turn the thread off with background_cleanup(false)",
+            ));
+        }
+        let path = self.path;
+        check_path(&path)?;
+        let sidecar = flock::create_sidecar(&path)?;
+        let opening = flock::lock_within(&sidecar, flock::OPEN_LOCK, self.busy_timeout)?;
+        let store = Arc::new(Store::open(
+            &path,
+            sidecar,
+            self.cache_size,
+            self.busy_timeout,
+        )?);
+        schema::check_or_init(&store)?;
+        drop(opening);
+        let sweeper = if self.background_cleanup {
+            Some(Sweeper::spawn(
+                Arc::clone(&store),
+                Arc::clone(&self.clock),
+                self.cleanup_interval,
+                self.on_cleanup_error,
+            )?)
+        } else {
+            None
+        };
+        Ok(FileLocker {
+            inner: Arc::new(Inner {
+                store,
+                clock: self.clock,
+                _sweeper: sweeper,
+            }),
+            value: PhantomData,
+        })
+    }
+}
+
+/// Checks the path before anything is created, for errors that say what to fix.
+fn check_path(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(Error::IsDirectory {
+            path: path.to_owned(),
+        }),
+        // Root may write to a file whose mode forbids it; a lock file marked
+        // read-only was meant not to change, so refuse it for everyone.
+        Ok(meta) if meta.permissions().readonly() => Err(Error::ReadOnly {
+            path: path.to_owned(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(Error::NotFound {
+                    path: parent.to_owned(),
+                })
+            }
+        }
+        Err(e) => Err(Error::io(path, "inspect", e)),
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
+    fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let Some(bytes) = self.read_raw(key)? else {
+            return Ok(false);
+        };
+        let record = schema::decode_record(self.path(), key, &bytes)?;
+        Ok(!record.is_expired_at(self.now()))
+    }
+
+    fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
+        check_key(key)?;
+        let Some(bytes) = self.read_raw(key)? else {
+            return Ok(None);
+        };
+        let record = schema::decode_record(self.path(), key, &bytes)?;
+        if record.is_expired_at(self.now()) {
+            return Ok(None);
+        }
+        let value = decode_value(record.value).map_err(|detail| Error::ValueType {
+            path: self.path().to_owned(),
+            key: key.to_owned(),
+            expected: std::any::type_name::<T>(),
+            detail,
+        })?;
+        Ok(Some(LockValue {
+            value,
+            expires_at: record.expires_at(),
+            token: record.token.map(str::to_owned),
+        }))
+    }
+
+    fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
+        check_lock(key, &lock)?;
+        let value = encode_value(&lock.value)?;
+        let record = Record {
+            expires: lock.expires_at.map(check_expiry).transpose()?,
+            token: lock.token.as_deref(),
+            value: &value,
+        };
+        self.decide(|tables, now| {
+            let old = tables.get(key)?;
+            if old.as_ref().is_some_and(|old| !old.is_expired_at(now)) {
+                return Ok((false, false));
+            }
+            if record.expires.is_some_and(|at| at < now) {
+                // Granted and already over: the key stays free.
+                return Ok((true, false));
+            }
+            if let Some(old) = old {
+                tables.remove(key, &old)?;
+            }
+            tables.insert(key, &record)?;
+            Ok((true, true))
+        })
+    }
+
+    fn release(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        self.decide(|tables, now| match tables.get(key)? {
+            Some(old) => {
+                tables.remove(key, &old)?;
+                Ok((!old.is_expired_at(now), true))
+            }
+            None => Ok((false, false)),
+        })
+    }
+
+    fn force_release(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.decide(|tables, _| match tables.get(key)? {
+            Some(old) => tables.remove(key, &old).map(|()| ((), true)),
+            None => Ok(((), false)),
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> CleanableLocker<T> for FileLocker<T> {
+    fn cleanup(&self) -> Result<usize> {
+        self.store().cleanup(self.now())
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
+    fn touch(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
+        check_key(key)?;
+        check_token(token)?;
+        let new_expiry = check_expiry(expires_at)?;
+        self.decide(|tables, now| {
+            if new_expiry <= now {
+                return Ok((false, false));
+            }
+            let Some(old) = tables.get(key)? else {
+                return Ok((false, false));
+            };
+            if old.is_expired_at(now) || old.token.as_deref() != Some(token) {
+                return Ok((false, false));
+            }
+            let value = schema::decode_record(self.path(), key, &old.bytes)?.value;
+            let renewed = Record {
+                expires: Some(new_expiry),
+                token: Some(token),
+                value,
+            };
+            tables.remove(key, &old)?;
+            tables.insert(key, &renewed)?;
+            Ok((true, true))
+        })
+    }
+
+    fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
+        check_key(key)?;
+        check_token(token)?;
+        self.decide(|tables, now| match tables.get(key)? {
+            Some(old) if old.token.as_deref() == Some(token) => {
+                tables.remove(key, &old)?;
+                Ok((!old.is_expired_at(now), true))
+            }
+            _ => Ok((false, false)),
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! The tables of a lock file and its format version.
+//!
+//! ```text
+//! hostlock_meta    &str         -> u64   "format" = FORMAT_VERSION
+//! hostlock_locks   &str (key)   -> &[u8] a value::Record
+//! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
+//! ```
+//!
+//! The expiry index holds exactly the locks that have an expiry, so a cleanup
+//! reads only the index entries that have expired.
+
+use std::path::Path;
+
+use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+
+use super::store::{Store, storage_error};
+use crate::error::{Error, Result};
+use crate::value::Record;
+
+pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("hostlock_meta");
+pub(crate) const LOCKS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("hostlock_locks");
+pub(crate) const EXPIRY: TableDefinition<'static, (u64, &str), ()> =
+    TableDefinition::new("hostlock_expiry");
+
+/// The version of the file layout above, stored under `FORMAT_KEY`.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+const FORMAT_KEY: &str = "format";
+
+/// Checks that the database is a hostlock file this build can read, and lays
+/// out the tables in a new one. Runs under the sidecar's open lock.
+pub(crate) fn check_or_init(store: &Store) -> Result<()> {
+    let path = store.path();
+    let read = store
+        .db()
+        .begin_read()
+        .map_err(|e| storage_error(path, e))?;
+    let tables: Vec<String> = read
+        .list_tables()
+        .map_err(|e| storage_error(path, e))?
+        .map(|t| t.name().to_owned())
+        .collect();
+    drop(read);
+    if tables.iter().any(|t| t == META.name()) {
+        return check_format(store);
+    }
+    if !tables.is_empty() {
+        return Err(Error::NotLockFile {
+            path: path.to_owned(),
+            found: format!(
+                "a database of another program, with tables {}",
+                tables.join(", ")
+            ),
+        });
+    }
+    store.write(|tx| {
+        // Another process may have laid out the file after the check above,
+        // if it does not use the sidecar's open lock (an older build).
+        let mut meta = tx.open_table(META).map_err(|e| storage_error(path, e))?;
+        if meta
+            .get(FORMAT_KEY)
+            .map_err(|e| storage_error(path, e))?
+            .is_none()
+        {
+            meta.insert(FORMAT_KEY, FORMAT_VERSION)
+                .map_err(|e| storage_error(path, e))?;
+        }
+        tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+        tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?;
+        Ok(((), true))
+    })?;
+    check_format(store)
+}
+
+fn check_format(store: &Store) -> Result<()> {
+    let path = store.path();
+    let read = store
+        .db()
+        .begin_read()
+        .map_err(|e| storage_error(path, e))?;
+    let meta = read.open_table(META).map_err(|e| storage_error(path, e))?;
+    let found = meta
+        .get(FORMAT_KEY)
+        .map_err(|e| storage_error(path, e))?
+        .map(|v| v.value());
+    match found {
+        None => Err(Error::Corrupted {
+            path: path.to_owned(),
+            detail: "its format version is missing".to_owned(),
+        }),
+        Some(FORMAT_VERSION) => {
+            read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+            read.open_table(EXPIRY)
+                .map_err(|e| storage_error(path, e))?;
+            Ok(())
+        }
+        Some(other) => Err(Error::UnsupportedVersion {
+            path: path.to_owned(),
+            found: u32::try_from(other).unwrap_or(u32::MAX),
+            supported: FORMAT_VERSION as u32,
+        }),
+    }
+}
+
+/// What a write needs to know of a stored lock without decoding its value.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) expires: Option<u64>,
+    pub(crate) token: Option<String>,
+}
+
+impl Stored {
+    pub(crate) fn is_expired_at(&self, now_nanos: u64) -> bool {
+        self.expires.is_some_and(|at| at < now_nanos)
+    }
+}
+
+/// The lock and index tables, open in one write transaction.
+pub(crate) struct Tables<'a> {
+    path: &'a Path,
+    locks: Table<'a, &'static str, &'static [u8]>,
+    expiry: Table<'a, (u64, &'static str), ()>,
+}
+
+impl<'a> Tables<'a> {
+    pub(crate) fn open(path: &'a Path, tx: &'a WriteTransaction) -> Result<Tables<'a>> {
+        Ok(Tables {
+            path,
+            locks: tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?,
+            expiry: tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?,
+        })
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<Stored>> {
+        let Some(guard) = self.locks.get(key).map_err(|e| storage_error(self.path, e))? else {
+            return Ok(None);
+        };
+        let bytes = guard.value().to_vec();
+        let record = decode_record(self.path, key, &bytes)?;
+        let (expires, token) = (record.expires, record.token.map(str::to_owned));
+        Ok(Some(Stored {
+            bytes,
+            expires,
+            token,
+        }))
+    }
+
+    /// Removes the entry under `key` and its index entry.
+    pub(crate) fn remove(&mut self, key: &str, stored: &Stored) -> Result<()> {
+        self.locks
+            .remove(key)
+            .map_err(|e| storage_error(self.path, e))?;
+        if let Some(at) = stored.expires {
+            self.expiry
+                .remove((at, key))
+                .map_err(|e| storage_error(self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Stores `record` under `key`, which must hold no entry.
+    pub(crate) fn insert(&mut self, key: &str, record: &Record<'_>) -> Result<()> {
+        self.locks
+            .insert(key, record.encode().as_slice())
+            .map_err(|e| storage_error(self.path, e))?;
+        if let Some(at) = record.expires {
+            self.expiry
+                .insert((at, key), ())
+                .map_err(|e| storage_error(self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry whose expiry is before `now_nanos` and returns how
+    /// many locks were removed. Reads only the expired part of the index.
+    pub(crate) fn remove_expired(&mut self, now_nanos: u64) -> Result<usize> {
+        let mut expired = Vec::new();
+        for entry in self
+            .expiry
+            .range(..(now_nanos, ""))
+            .map_err(|e| storage_error(self.path, e))?
+        {
+            let (index_key, _) = entry.map_err(|e| storage_error(self.path, e))?;
+            let (at, key) = index_key.value();
+            expired.push((at, key.to_owned()));
+        }
+        let mut removed = 0;
+        for (at, key) in expired {
+            self.expiry
+                .remove((at, key.as_str()))
+                .map_err(|e| storage_error(self.path, e))?;
+            // The index and the lock table change together, so the lock has
+            // this expiry; checking keeps a damaged index from removing a live lock.
+            if let Some(stored) = self.get(&key)?
+                && stored.expires == Some(at)
+            {
+                self.locks
+                    .remove(key.as_str())
+                    .map_err(|e| storage_error(self.path, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Whether any entry of the index expired before `now_nanos`, from a read
+/// transaction: the cheap check the cleanup thread makes before writing.
+pub(crate) fn any_expired(store: &Store, now_nanos: u64) -> Result<bool> {
+    let path = store.path();
+    let read = store
+        .db()
+        .begin_read()
+        .map_err(|e| storage_error(path, e))?;
+    let expiry = read
+        .open_table(EXPIRY)
+        .map_err(|e| storage_error(path, e))?;
+    let first = expiry.first().map_err(|e| storage_error(path, e))?;
+    Ok(first.is_some_and(|(k, _)| k.value().0 < now_nanos))
+}
+
+pub(crate) fn decode_record<'b>(path: &Path, key: &str, bytes: &'b [u8]) -> Result<Record<'b>> {
+    Record::decode(bytes).map_err(|detail| Error::Corrupted {
+        path: path.to_owned(),
+        detail: format!("the lock {key:?} does not decode: {detail}"),
+    })
+}

@@ -1,0 +1,272 @@
+//! One open redb database shared between processes, and the bounded wait for
+//! its write lock.
+
+use std::fs::File;
+use std::io::Read;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use redb::{ConcurrencyMode, Database, TransactionError, WriteTransaction};
+
+use super::schema::{self, Tables};
+use crate::error::{Error, Result};
+use crate::value::now_nanos;
+
+/// The first bytes of every redb file.
+const REDB_MAGIC: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+
+/// An open lock file.
+pub(crate) struct Store {
+    db: Database,
+    path: PathBuf,
+    sidecar: PathBuf,
+    busy_timeout: Duration,
+    // This process's writers take turns here, waking as soon as the one before
+    // them is done; only the wait for other processes polls.
+    gate: Gate,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if missing) the database at `path` in multi-writer
+    /// mode, waiting at most `busy_timeout` for other processes.
+    pub(crate) fn open(
+        path: &Path,
+        sidecar: PathBuf,
+        cache_size: usize,
+        busy_timeout: Duration,
+    ) -> Result<Store> {
+        recognise(path)?;
+        // redb's open waits without bound behind a process stopped inside a
+        // commit, so it runs on a helper thread that this call stops waiting
+        // for at the deadline. A late result is dropped, closing the database.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let owned = path.to_owned();
+        thread::Builder::new()
+            .name("hostlock-open".into())
+            .spawn(move || {
+                let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut builder = Database::builder();
+                    builder
+                        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                        .set_cache_size(cache_size);
+                    builder.create(&owned)
+                }));
+                let _ = tx.send(opened);
+            })
+            .map_err(|e| Error::io(path, "start a thread to open", e))?;
+        let db = match rx.recv_timeout(busy_timeout) {
+            Ok(Ok(Ok(db))) => db,
+            Ok(Ok(Err(e))) => return Err(storage_error(path, e)),
+            Ok(Err(_panic)) => {
+                return Err(Error::Corrupted {
+                    path: path.to_owned(),
+                    detail: "the storage engine could not read it".to_owned(),
+                });
+            }
+            Err(_) => {
+                return Err(Error::Busy {
+                    path: path.to_owned(),
+                    waited: busy_timeout,
+                });
+            }
+        };
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+            sidecar,
+            busy_timeout,
+            gate: Gate::default(),
+        })
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn sidecar(&self) -> &Path {
+        &self.sidecar
+    }
+
+    /// Runs `f` in a write transaction. `f` returns its result and whether to
+    /// commit; an error or `false` rolls the transaction back.
+    ///
+    /// Waits at most the busy timeout for this process's other writers and for
+    /// other processes, then fails with [`Error::Busy`].
+    pub(crate) fn write<R>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<(R, bool)>,
+    ) -> Result<R> {
+        let start = Instant::now();
+        let deadline = start + self.busy_timeout;
+        let busy = || Error::Busy {
+            path: self.path.clone(),
+            waited: start.elapsed(),
+        };
+        let _turn = self.gate.enter(deadline).ok_or_else(busy)?;
+        let mut pause = Duration::from_micros(20);
+        let tx = loop {
+            match self.db.try_begin_write() {
+                Ok(tx) => break tx,
+                Err(TransactionError::WouldBlock) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(busy());
+                    }
+                    thread::sleep(pause.min(deadline - now));
+                    pause = (pause * 2).min(Duration::from_millis(2));
+                }
+                Err(e) => return Err(storage_error(&self.path, e)),
+            }
+        };
+        let (result, commit) = f(&tx)?;
+        if commit {
+            tx.commit().map_err(|e| storage_error(&self.path, e))?;
+        } else {
+            tx.abort().map_err(|e| storage_error(&self.path, e))?;
+        }
+        Ok(result)
+    }
+
+    /// Removes every lock that expired before `now`; a read transaction first
+    /// checks the index, so a file with nothing expired is not written.
+    pub(crate) fn cleanup(&self, now: SystemTime) -> Result<usize> {
+        let now = now_nanos(now);
+        if !schema::any_expired(self, now)? {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let removed = Tables::open(&self.path, tx)?.remove_expired(now)?;
+            Ok((removed, true))
+        })
+    }
+}
+
+/// Refuses a file that is not empty and does not start as a redb file, naming
+/// what it looks like instead. Opening is left to the storage engine otherwise.
+fn recognise(path: &Path) -> Result<()> {
+    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
+    match File::open(path) {
+        Ok(file) => file
+            .take(SQLITE_MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io(path, "read", e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, "open", e)),
+    };
+    if head.is_empty() || head.starts_with(REDB_MAGIC) {
+        return Ok(());
+    }
+    if REDB_MAGIC.starts_with(&head) {
+        return Err(Error::Corrupted {
+            path: path.to_owned(),
+            detail: format!("it is truncated to {} bytes", head.len()),
+        });
+    }
+    let found = if head.starts_with(SQLITE_MAGIC) {
+        "an SQLite database".to_owned()
+    } else {
+        format!("it starts with the bytes {:02x?}", &head[..head.len().min(8)])
+    };
+    Err(Error::NotLockFile {
+        path: path.to_owned(),
+        found,
+    })
+}
+
+/// Maps a storage engine error to ours, keeping redb's types out of the API.
+pub(crate) fn storage_error(path: &Path, e: impl Into<redb::Error>) -> Error {
+    let path = path.to_owned();
+    match e.into() {
+        // The engine read past the end of the file: it is shorter than its
+        // own header or layout says.
+        redb::Error::Io(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Corrupted {
+                path,
+                detail: "it ends before the data it refers to (truncated?)".to_owned(),
+            }
+        }
+        redb::Error::Io(source) => Error::io(path, "access", source),
+        redb::Error::Corrupted(detail) => Error::Corrupted { path, detail },
+        redb::Error::TableTypeMismatch { .. } | redb::Error::TableIsMultimap(_) => {
+            Error::NotLockFile {
+                path,
+                found: "tables named like hostlock's with other types".to_owned(),
+            }
+        }
+        redb::Error::UpgradeRequired(version) => Error::NotLockFile {
+            path,
+            found: format!("a redb file of format {version}, older than hostlock's"),
+        },
+        redb::Error::LockProtocolMismatch | redb::Error::DatabaseAlreadyOpen => Error::Storage {
+            path,
+            detail: "another process has it open in an incompatible mode; every process sharing \
+                     a lock file must use the same hostlock version"
+                .to_owned(),
+        },
+        redb::Error::ValueTooLarge(len) => Error::invalid(
+            "value",
+            format!("the encoded lock is {len} bytes, more than the file can store"),
+        ),
+        other => Error::Storage {
+            path,
+            detail: other.to_string(),
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    busy: Mutex<bool>,
+    freed: Condvar,
+}
+
+struct Turn<'a> {
+    gate: &'a Gate,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, bool> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for this process's turn to write, until `deadline` at most.
+    fn enter(&self, deadline: Instant) -> Option<Turn<'_>> {
+        let mut busy = self.lock();
+        while *busy {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            busy = self
+                .freed
+                .wait_timeout(busy, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *busy = true;
+        Some(Turn { gate: self })
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.gate.lock() = false;
+        self.gate.freed.notify_one();
+    }
+}

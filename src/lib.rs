@@ -1,0 +1,88 @@
+//! Named, expiring locks shared by the threads and processes of one host,
+//! kept in one embedded file, with no server to run.
+//!
+//! A lock lives under a string key and carries a value of your type, an
+//! optional expiry and an optional owner token. Whoever acquires a free key
+//! holds it until they release it or it expires; everyone else is told
+//! `false`.
+//!
+//! # Lockers
+//!
+//! - [`FileLocker`]: the locks live in one file (a [redb] database) that every
+//!   process of the host may open at the same time. Changes are durable when a
+//!   call returns, and locks survive restarts.
+//! - [`MemoryLocker`]: the same contract inside one process.
+//!
+//! Both implement [`Locker`] (exists, get, acquire, release, force_release),
+//! [`CleanableLocker`] (remove expired locks) and [`RenewableLocker`]
+//! (owner-checked touch and release). `docs/semantics.md` states the contract
+//! as a table.
+//!
+//! # Run a job only once at a time
+//!
+//! ```
+//! use hostlock::{FileLocker, Locker, LockValue, RenewableLocker};
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let locker: FileLocker<String> = FileLocker::open(dir.path().join("jobs.redb"))?;
+//!
+//! let mine = LockValue::new("worker-1".to_string())
+//!     .with_ttl(Duration::from_secs(300))
+//!     .with_token("worker-1-run-42");
+//! if locker.acquire("send-invoices", mine)? {
+//!     // ... run the job, renewing the lease if it runs long:
+//!     let later = std::time::SystemTime::now() + Duration::from_secs(300);
+//!     assert!(locker.touch("send-invoices", "worker-1-run-42", later)?);
+//!     // Release only if the lock is still ours.
+//!     assert!(locker.release_if_owner("send-invoices", "worker-1-run-42")?);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Expiry under test
+//!
+//! Lockers read the time from a [`Clock`]. Tests inject a [`ManualClock`] and
+//! move it, instead of sleeping until a lock expires:
+//!
+//! ```
+//! use hostlock::{CleanableLocker, Locker, LockValue, ManualClock, MemoryLocker};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::default();
+//! let locker = MemoryLocker::with_clock(clock.clone());
+//! let lease = LockValue::new(()).expiring_at(clock.now() + Duration::from_secs(10));
+//! assert!(locker.acquire("k", lease)?);
+//!
+//! clock.advance(Duration::from_secs(11));
+//! assert!(!locker.exists("k")?); // expired: as if there were no lock
+//! assert_eq!(locker.cleanup()?, 1);
+//! # use hostlock::Clock;
+//! # Ok::<(), hostlock::Error>(())
+//! ```
+//!
+//! # Errors
+//!
+//! Every fallible call returns [`Result`], whose [`Error`] names the file, key
+//! or argument at fault. Contention is never an error.
+//!
+//! [redb]: https://docs.rs/redb
+
+#![forbid(unsafe_code)]
+
+mod clock;
+mod error;
+mod file;
+mod locker;
+mod memory;
+mod value;
+
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::error::{Error, Result};
+pub use crate::file::{
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, FileLocker,
+    FileLockerBuilder,
+};
+pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
+pub use crate::memory::MemoryLocker;
+pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, fuzzing, latest_expiry};

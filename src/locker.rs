@@ -1,0 +1,99 @@
+//! The locker traits and their contract.
+//!
+//! `docs/semantics.md` gives the contract as a table, one row per operation
+//! and state; the conformance suite in `tests/conformance.rs` tests every row
+//! against every locker.
+
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::value::LockValue;
+
+/// A store of named locks.
+///
+/// A lock is *live* at time `now` when its expiry is `None` or not before
+/// `now`, and *expired* otherwise. An expired lock behaves exactly as if there
+/// were no lock.
+///
+/// Every method validates its key: an empty key or one longer than
+/// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes is
+/// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+pub trait Locker<T> {
+    /// Whether a live lock is held under `key`.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn exists(&self, key: &str) -> Result<bool>;
+
+    /// The live lock under `key`, exactly as it was acquired, or `None`.
+    ///
+    /// # Errors
+    /// An invalid key, a storage error, or a stored value that does not
+    /// decode as a `T`.
+    fn get(&self, key: &str) -> Result<Option<LockValue<T>>>;
+
+    /// Takes the lock under `key` if no live lock is held there.
+    ///
+    /// Returns `Ok(true)` when the lock was taken (replacing any expired entry)
+    /// and `Ok(false)`, changing nothing, when a live lock is held. The check
+    /// and the write are one atomic step across threads and processes.
+    /// A lock that is already expired when acquired is granted and leaves the
+    /// key free.
+    ///
+    /// # Errors
+    /// An invalid key, an empty token, an expiry outside the storable range,
+    /// or a storage error.
+    fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool>;
+
+    /// Removes the entry under `key`. Returns `Ok(true)` only when it was a
+    /// live lock.
+    ///
+    /// This checks no owner: see
+    /// [`RenewableLocker::release_if_owner`] for the release a holder should use.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn release(&self, key: &str) -> Result<bool>;
+
+    /// Removes whatever entry is under `key`, live or expired; `Ok(())` also
+    /// when there was none.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn force_release(&self, key: &str) -> Result<()>;
+}
+
+/// A locker that can drop its expired entries.
+pub trait CleanableLocker<T>: Locker<T> {
+    /// Removes every expired entry and returns how many were removed. Live and
+    /// never-expiring locks are never touched.
+    ///
+    /// # Errors
+    /// A storage error.
+    fn cleanup(&self) -> Result<usize>;
+}
+
+/// A locker whose holders prove ownership with the lock's token.
+pub trait RenewableLocker<T>: Locker<T> {
+    /// Moves the expiry of the live lock under `key` to `expires_at`, if that
+    /// lock's token is exactly `token` and `expires_at` is after now.
+    ///
+    /// Returns `Ok(false)`, changing nothing, otherwise: no lock, an expired
+    /// lock, another token, a lock without a token, or a new expiry that is
+    /// not in the future.
+    ///
+    /// # Errors
+    /// An invalid key, an empty token, an expiry outside the storable range,
+    /// or a storage error.
+    fn touch(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool>;
+
+    /// Removes the lock under `key` if its token is exactly `token`.
+    ///
+    /// Returns `Ok(true)` when a live lock was removed. An expired entry with
+    /// that token is removed too, but returns `Ok(false)`: the lease had been
+    /// lost. A lock with another token (or none) is left alone.
+    ///
+    /// # Errors
+    /// An invalid key, an empty token, or a storage error.
+    fn release_if_owner(&self, key: &str, token: &str) -> Result<bool>;
+}

@@ -1,0 +1,193 @@
+//! `MemoryLocker`: the in-process locker.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::locker::{CleanableLocker, Locker, RenewableLocker};
+use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token};
+
+/// A locker that keeps its locks in memory, shared by the threads of one
+/// process.
+///
+/// It follows the same contract as [`FileLocker`](crate::FileLocker), so it
+/// serves for tests and for programs that run as a single process. Its locks
+/// are gone when it is dropped. Share it between threads in an [`Arc`].
+///
+/// ```
+/// use hostlock::{Locker, LockValue, MemoryLocker};
+///
+/// let locker = MemoryLocker::new();
+/// assert!(locker.acquire("report", LockValue::new("worker-1"))?);
+/// assert!(!locker.acquire("report", LockValue::new("worker-2"))?);
+/// assert_eq!(locker.get("report")?.unwrap().value, "worker-1");
+/// # Ok::<(), hostlock::Error>(())
+/// ```
+pub struct MemoryLocker<T> {
+    state: Mutex<State<T>>,
+    clock: Arc<dyn Clock>,
+}
+
+struct State<T> {
+    locks: HashMap<String, LockValue<T>>,
+    // Every entry with an expiry, ordered by it, so cleanup visits only what expired.
+    by_expiry: BTreeSet<(SystemTime, String)>,
+}
+
+impl<T> State<T> {
+    fn remove(&mut self, key: &str) -> Option<LockValue<T>> {
+        let old = self.locks.remove(key)?;
+        if let Some(at) = old.expires_at {
+            self.by_expiry.remove(&(at, key.to_owned()));
+        }
+        Some(old)
+    }
+
+    fn insert(&mut self, key: &str, lock: LockValue<T>) {
+        self.remove(key);
+        if let Some(at) = lock.expires_at {
+            self.by_expiry.insert((at, key.to_owned()));
+        }
+        self.locks.insert(key.to_owned(), lock);
+    }
+
+    fn live(&self, key: &str, now: SystemTime) -> Option<&LockValue<T>> {
+        self.locks.get(key).filter(|lock| !lock.is_expired_at(now))
+    }
+}
+
+impl<T> MemoryLocker<T> {
+    /// An empty locker on the system clock.
+    pub fn new() -> MemoryLocker<T> {
+        MemoryLocker::with_clock(SystemClock)
+    }
+
+    /// An empty locker that reads the time from `clock`.
+    pub fn with_clock(clock: impl Clock + 'static) -> MemoryLocker<T> {
+        MemoryLocker {
+            state: Mutex::new(State {
+                locks: HashMap::new(),
+                by_expiry: BTreeSet::new(),
+            }),
+            clock: Arc::new(clock),
+        }
+    }
+
+    // A panic while the mutex was held cannot leave the maps half-updated in a
+    // way that matters: every mutation is a single insert or remove pair.
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T> Default for MemoryLocker<T> {
+    fn default() -> MemoryLocker<T> {
+        MemoryLocker::new()
+    }
+}
+
+impl<T> fmt::Debug for MemoryLocker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLocker")
+            .field("entries", &self.state().locks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> Locker<T> for MemoryLocker<T> {
+    fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.state().live(key, self.clock.now()).is_some())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
+        check_key(key)?;
+        Ok(self.state().live(key, self.clock.now()).cloned())
+    }
+
+    fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
+        check_lock(key, &lock)?;
+        let mut state = self.state();
+        let now = self.clock.now();
+        if state.live(key, now).is_some() {
+            return Ok(false);
+        }
+        if !lock.is_expired_at(now) {
+            state.insert(key, lock);
+        }
+        Ok(true)
+    }
+
+    fn release(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let now = self.clock.now();
+        Ok(self
+            .state()
+            .remove(key)
+            .is_some_and(|old| !old.is_expired_at(now)))
+    }
+
+    fn force_release(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.state().remove(key);
+        Ok(())
+    }
+}
+
+impl<T: Clone> CleanableLocker<T> for MemoryLocker<T> {
+    fn cleanup(&self) -> Result<usize> {
+        let mut state = self.state();
+        let now = self.clock.now();
+        let expired: Vec<String> = state
+            .by_expiry
+            .iter()
+            .take_while(|(at, _)| *at < now)
+            .map(|(_, key)| key.clone())
+            .collect();
+        for key in &expired {
+            state.remove(key);
+        }
+        Ok(expired.len())
+    }
+}
+
+impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
+    fn touch(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
+        check_key(key)?;
+        check_token(token)?;
+        check_expiry(expires_at)?;
+        let mut state = self.state();
+        let now = self.clock.now();
+        if expires_at <= now {
+            return Ok(false);
+        }
+        let Some(lock) = state.live(key, now) else {
+            return Ok(false);
+        };
+        if lock.token.as_deref() != Some(token) {
+            return Ok(false);
+        }
+        let mut renewed = lock.clone();
+        renewed.expires_at = Some(expires_at);
+        state.insert(key, renewed);
+        Ok(true)
+    }
+
+    fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
+        check_key(key)?;
+        check_token(token)?;
+        let mut state = self.state();
+        let now = self.clock.now();
+        match state.locks.get(key) {
+            Some(lock) if lock.token.as_deref() == Some(token) => {
+                let live = !lock.is_expired_at(now);
+                state.remove(key);
+                Ok(live)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! `LockValue` and the versioned bytes a lock is stored as.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// A lock as stored under a key: the user's value, an optional expiry and an
+/// optional owner token.
+///
+/// ```
+/// use hostlock::LockValue;
+/// use std::time::{Duration, SystemTime};
+///
+/// let lock = LockValue::new("worker-7")
+///     .with_ttl(Duration::from_secs(30))
+///     .with_token("a-secret-only-the-holder-knows");
+/// assert!(!lock.is_expired_at(SystemTime::now()));
+/// assert_eq!(lock.token.as_deref(), Some("a-secret-only-the-holder-knows"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockValue<T> {
+    /// What the holder wants to record with its lock (who it is, what it does).
+    pub value: T,
+    /// When the lock stops counting; `None` for a lock that never expires.
+    pub expires_at: Option<SystemTime>,
+    /// The owner token that [`RenewableLocker`](crate::RenewableLocker)
+    /// operations check; `None` for a lock with no owner.
+    pub token: Option<String>,
+}
+
+impl<T> LockValue<T> {
+    /// A lock holding `value`, with no expiry and no owner token.
+    pub fn new(value: T) -> LockValue<T> {
+        LockValue {
+            value,
+            expires_at: None,
+            token: None,
+        }
+    }
+
+    /// Sets the expiry to `at`.
+    pub fn expiring_at(mut self, at: SystemTime) -> LockValue<T> {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Sets the expiry to `ttl` from now on the system clock.
+    ///
+    /// A TTL reaching past [`latest_expiry`] (in the year 2554) is capped
+    /// there. Code that runs under an injected [`Clock`](crate::Clock) should
+    /// use [`expiring_at`](Self::expiring_at) with that clock's time instead.
+    pub fn with_ttl(self, ttl: Duration) -> LockValue<T> {
+        let at = SystemTime::now()
+            .checked_add(ttl)
+            .map_or(latest_expiry(), |at| at.min(latest_expiry()));
+        self.expiring_at(at)
+    }
+
+    /// Sets the owner token.
+    pub fn with_token(mut self, token: impl Into<String>) -> LockValue<T> {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Whether the lock has expired at `now`: its expiry is strictly before
+    /// `now`. A lock whose expiry equals `now` is still live.
+    pub fn is_expired_at(&self, now: SystemTime) -> bool {
+        is_expired(self.expires_at, now)
+    }
+}
+
+/// The latest expiry a lock file can store: `u64::MAX - 1` nanoseconds after
+/// the Unix epoch, in the year 2554.
+pub fn latest_expiry() -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(u64::MAX - 1)
+}
+
+pub(crate) fn is_expired(expires_at: Option<SystemTime>, now: SystemTime) -> bool {
+    expires_at.is_some_and(|at| at < now)
+}
+
+/// Nanoseconds since the Unix epoch of a storable expiry, or `None`.
+pub(crate) fn expiry_nanos(at: SystemTime) -> Option<u64> {
+    let nanos = at.duration_since(UNIX_EPOCH).ok()?.as_nanos();
+    u64::try_from(nanos).ok().filter(|&n| n < u64::MAX)
+}
+
+/// `now` as nanoseconds since the epoch, saturating at both ends, for range
+/// scans of the expiry index.
+pub(crate) fn now_nanos(now: SystemTime) -> u64 {
+    match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => u64::try_from(since.as_nanos()).unwrap_or(u64::MAX),
+        Err(_) => 0,
+    }
+}
+
+pub(crate) fn time_from_nanos(nanos: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 4096;
+
+/// The longest owner token accepted, in bytes.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "a key must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::invalid(
+            "key",
+            format!(
+                "a key is at most {MAX_KEY_LEN} bytes, this one has {}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_token(token: &str) -> Result<()> {
+    if token.is_empty() {
+        return Err(Error::invalid("token", "an owner token must not be empty"));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Error::invalid(
+            "token",
+            format!(
+                "a token is at most {MAX_TOKEN_LEN} bytes, this one has {}",
+                token.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_expiry(at: SystemTime) -> Result<u64> {
+    expiry_nanos(at).ok_or_else(|| {
+        Error::invalid(
+            "expiry",
+            format!(
+                "{at:?} is outside the storable range (the Unix epoch to {:?})",
+                latest_expiry()
+            ),
+        )
+    })
+}
+
+/// Checks everything about a lock that an `acquire` takes, the same way for
+/// every locker.
+pub(crate) fn check_lock<T>(key: &str, lock: &LockValue<T>) -> Result<()> {
+    check_key(key)?;
+    if let Some(token) = &lock.token {
+        check_token(token)?;
+    }
+    if let Some(at) = lock.expires_at {
+        check_expiry(at)?;
+    }
+    Ok(())
+}
+
+/// The stored form of a lock.
+///
+/// ```text
+/// byte 0     record version (RECORD_VERSION)
+/// byte 1     flags: bit 0 = has expiry, bit 1 = has token; other bits zero
+/// 8 bytes    expiry, nanoseconds since the Unix epoch, big-endian   (if bit 0)
+/// 2 bytes    token length, big-endian, then the token's UTF-8 bytes (if bit 1)
+/// the rest   the value, CBOR (RFC 8949)
+/// ```
+///
+/// Expiry and token come before the value so that release, touch and cleanup
+/// work on a lock without decoding a value of the caller's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record<'a> {
+    pub(crate) expires: Option<u64>,
+    pub(crate) token: Option<&'a str>,
+    pub(crate) value: &'a [u8],
+}
+
+pub(crate) const RECORD_VERSION: u8 = 1;
+const HAS_EXPIRY: u8 = 1;
+const HAS_TOKEN: u8 = 2;
+
+impl<'a> Record<'a> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let token_len = self.token.map_or(0, |t| 2 + t.len());
+        let mut out = Vec::with_capacity(2 + 8 + token_len + self.value.len());
+        let flags = if self.expires.is_some() { HAS_EXPIRY } else { 0 }
+            | if self.token.is_some() { HAS_TOKEN } else { 0 };
+        out.push(RECORD_VERSION);
+        out.push(flags);
+        if let Some(expires) = self.expires {
+            out.extend_from_slice(&expires.to_be_bytes());
+        }
+        if let Some(token) = self.token {
+            // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
+            let len = u16::try_from(token.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&token.as_bytes()[..usize::from(len)]);
+        }
+        out.extend_from_slice(self.value);
+        out
+    }
+
+    /// Parses stored bytes; the error says what is wrong with them.
+    pub(crate) fn decode(bytes: &'a [u8]) -> std::result::Result<Record<'a>, String> {
+        let mut rest = bytes;
+        let mut take = |n: usize, what: &str| -> std::result::Result<&'a [u8], String> {
+            if rest.len() < n {
+                return Err(format!(
+                    "record ends inside its {what} ({} of {n} bytes)",
+                    rest.len()
+                ));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let head = take(2, "header")?;
+        let (version, flags) = (head[0], head[1]);
+        if version != RECORD_VERSION {
+            return Err(format!("unknown record version {version}"));
+        }
+        if flags & !(HAS_EXPIRY | HAS_TOKEN) != 0 {
+            return Err(format!("unknown record flags {flags:#04x}"));
+        }
+        let expires = if flags & HAS_EXPIRY != 0 {
+            let raw = take(8, "expiry")?;
+            let mut be = [0u8; 8];
+            be.copy_from_slice(raw);
+            Some(u64::from_be_bytes(be))
+        } else {
+            None
+        };
+        let token = if flags & HAS_TOKEN != 0 {
+            let raw = take(2, "token length")?;
+            let len = usize::from(u16::from_be_bytes([raw[0], raw[1]]));
+            let raw = take(len, "token")?;
+            let token =
+                std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
+            if token.is_empty() {
+                return Err("stored token is empty".to_owned());
+            }
+            Some(token)
+        } else {
+            None
+        };
+        Ok(Record {
+            expires,
+            token,
+            value: rest,
+        })
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
+        self.expires.map(time_from_nanos)
+    }
+
+    pub(crate) fn is_expired_at(&self, now: SystemTime) -> bool {
+        is_expired(self.expires_at(), now)
+    }
+}
+
+pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).map_err(|e| Error::Encode {
+        detail: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Decodes a stored value; the error is the decoder's description.
+pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let mut reader = bytes;
+    let value = ciborium::from_reader(&mut reader).map_err(|e| e.to_string())?;
+    if !reader.is_empty() {
+        return Err(format!("{} unexpected bytes after the value", reader.len()));
+    }
+    Ok(value)
+}
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the public API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes `bytes` as a stored record with a value of type `T`, and checks
+    /// that a record that decodes encodes back to the same bytes.
+    pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+        let record = super::Record::decode(bytes)?;
+        assert_eq!(record.encode(), bytes, "a decoded record must re-encode exactly");
+        super::decode_value(record.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let value = encode_value(&("job", 7u32)).unwrap();
+        for expires in [None, Some(0), Some(u64::MAX - 1)] {
+            for token in [None, Some("t"), Some("ünïcode")] {
+                let record = Record {
+                    expires,
+                    token,
+                    value: &value,
+                };
+                let bytes = record.encode();
+                assert_eq!(Record::decode(&bytes).unwrap(), record);
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_errors() {
+        let good = Record {
+            expires: Some(5),
+            token: Some("tok"),
+            value: &[0x01],
+        }
+        .encode();
+        for cut in 0..good.len() - 1 {
+            assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(Record::decode(&[9, 0]).unwrap_err().contains("version 9"));
+        assert!(Record::decode(&[1, 0x80]).unwrap_err().contains("flags"));
+    }
+
+    #[test]
+    fn values_of_another_type_do_not_decode() {
+        let bytes = encode_value(&"text").unwrap();
+        assert!(decode_value::<u64>(&bytes).is_err());
+        assert_eq!(decode_value::<String>(&bytes).unwrap(), "text");
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode_value::<String>(&trailing).is_err());
+    }
+
+    #[test]
+    fn expiry_outside_the_stored_range_is_rejected() {
+        assert!(check_expiry(UNIX_EPOCH - Duration::from_secs(1)).is_err());
+        assert!(check_expiry(latest_expiry() + Duration::from_nanos(1)).is_err());
+        assert_eq!(check_expiry(latest_expiry()).unwrap(), u64::MAX - 1);
+    }
+}
