@@ -115,7 +115,11 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         if state.live(key, now).is_some() {
             return Ok(false);
         }
-        if !lock.is_expired_at(now) {
+        // The new lock replaces any expired entry; one that is itself already
+        // expired leaves the key free.
+        if lock.is_expired_at(now) {
+            state.remove(key);
+        } else {
             state.insert(key, lock);
         }
         Ok(true)

@@ -381,12 +381,14 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             if old.as_ref().is_some_and(|old| !old.is_expired_at(now)) {
                 return Ok((false, false));
             }
-            if record.expires.is_some_and(|at| at < now) {
-                // Granted and already over: the key stays free.
-                return Ok((true, false));
-            }
+            // The new lock replaces any expired entry; one that is itself
+            // already expired leaves the key free.
+            let replaced = old.is_some();
             if let Some(old) = old {
                 tables.remove(key, &old)?;
+            }
+            if record.expires.is_some_and(|at| at < now) {
+                return Ok((true, replaced));
             }
             tables.insert(key, &record)?;
             Ok((true, true))

@@ -1,0 +1,424 @@
+//! The contract of `docs/semantics.md`, one test per row, run against every
+//! locker. Each test names its row; time moves only through a `ManualClock`.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hostlock::{
+    CleanableLocker, Clock, Error, FileLocker, LockValue, Locker, MAX_KEY_LEN, ManualClock,
+    MemoryLocker, RenewableLocker, latest_expiry,
+};
+
+/// What every locker under test implements.
+trait Subject: CleanableLocker<String> + RenewableLocker<String> + Send + Sync {}
+impl<L: CleanableLocker<String> + RenewableLocker<String> + Send + Sync> Subject for L {}
+
+/// A locker under test, its clock, and whatever must outlive it.
+struct Fixture<L> {
+    locker: L,
+    clock: ManualClock,
+    _dir: Option<tempfile::TempDir>,
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn start() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+fn memory() -> Fixture<MemoryLocker<String>> {
+    let clock = ManualClock::new(start());
+    Fixture {
+        locker: MemoryLocker::with_clock(clock.clone()),
+        clock,
+        _dir: None,
+    }
+}
+
+fn file() -> Fixture<FileLocker<String>> {
+    let clock = ManualClock::new(start());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let locker = FileLocker::builder(dir.path().join("locks.redb"))
+        .clock(clock.clone())
+        .background_cleanup(false)
+        .open()
+        .expect("open a new lock file");
+    Fixture {
+        locker,
+        clock,
+        _dir: Some(dir),
+    }
+}
+
+fn lock(value: &str) -> LockValue<String> {
+    LockValue::new(value.to_owned())
+}
+
+/// A lock expiring `secs` seconds after the clock's current time.
+fn lease(f: &Fixture<impl Subject>, value: &str, secs: u64) -> LockValue<String> {
+    lock(value).expiring_at(f.clock.now() + Duration::from_secs(secs))
+}
+
+/// Whether an entry (live or expired) is still stored under `key`: moves the
+/// clock back to the start, where every stored lock is live again, and looks.
+fn stored(f: &Fixture<impl Subject>, key: &str) -> Option<LockValue<String>> {
+    let now = f.clock.now();
+    f.clock.set(start() - SEC);
+    let found = f.locker.get(key).expect("get");
+    f.clock.set(now);
+    found
+}
+
+fn is_invalid(result: hostlock::Result<impl std::fmt::Debug>) -> bool {
+    matches!(result, Err(Error::InvalidArgument { .. }))
+}
+
+// ---- rows -------------------------------------------------------------
+
+/// L1: a lock whose expiry equals now is live; one nanosecond later it is expired.
+fn l1_live_until_expiry_inclusive(f: Fixture<impl Subject>) {
+    let at = f.clock.now() + SEC;
+    assert!(f.locker.acquire("k", lock("v").expiring_at(at)).unwrap());
+    f.clock.set(at);
+    assert!(f.locker.exists("k").unwrap());
+    f.clock.set(at + Duration::from_nanos(1));
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// X1-X3: exists on a free, a live and an expired key.
+fn x_exists(f: Fixture<impl Subject>) {
+    assert!(!f.locker.exists("k").unwrap());
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    assert!(f.locker.exists("k").unwrap());
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// G1-G3: get returns only live locks, exactly as stored.
+fn g_get(f: Fixture<impl Subject>) {
+    assert_eq!(f.locker.get("k").unwrap(), None);
+    let at = f.clock.now() + Duration::new(10, 123_456_789);
+    let original = lock("ünïcode value").expiring_at(at).with_token("tok");
+    assert!(f.locker.acquire("k", original.clone()).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(original));
+    assert!(f.locker.acquire("forever", lock("x")).unwrap());
+    assert_eq!(f.locker.get("forever").unwrap(), Some(lock("x")));
+    f.clock.advance(11 * SEC);
+    assert_eq!(f.locker.get("k").unwrap(), None);
+    assert_eq!(f.locker.get("forever").unwrap(), Some(lock("x")));
+}
+
+/// A1: acquire on a free key takes it.
+fn a1_acquire_free(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "a", 10)).unwrap());
+    assert_eq!(f.locker.get("k").unwrap().unwrap().value, "a");
+}
+
+/// A2: acquire on a live lock is refused and changes nothing.
+fn a2_acquire_held(f: Fixture<impl Subject>) {
+    let first = lease(&f, "a", 10).with_token("t1");
+    assert!(f.locker.acquire("k", first.clone()).unwrap());
+    assert!(!f.locker.acquire("k", lease(&f, "b", 100)).unwrap());
+    assert!(!f.locker.acquire("k", lock("c")).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(first));
+}
+
+/// A3: acquire over an expired entry replaces it.
+fn a3_acquire_over_expired(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "old", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    let new = lease(&f, "new", 10).with_token("t2");
+    assert!(f.locker.acquire("k", new.clone()).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(new));
+    // The old entry's expiry no longer counts: cleanup finds nothing.
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+}
+
+/// A4: an already-expired lock on a free key is granted and leaves the key free.
+fn a4_acquire_already_expired_free(f: Fixture<impl Subject>) {
+    let past = lock("v").expiring_at(f.clock.now() - SEC);
+    assert!(f.locker.acquire("k", past.clone()).unwrap());
+    assert!(!f.locker.exists("k").unwrap());
+    assert_eq!(stored(&f, "k"), None);
+    // Over an expired entry, the entry is replaced and the key left free.
+    assert!(f.locker.acquire("k", lease(&f, "old", 1)).unwrap());
+    f.clock.advance(2 * SEC);
+    assert!(f.locker.acquire("k", past).unwrap());
+    assert_eq!(stored(&f, "k"), None);
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+}
+
+/// A5: an already-expired lock on a held key is refused.
+fn a5_acquire_already_expired_held(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lock("holder")).unwrap());
+    let past = lock("v").expiring_at(f.clock.now() - SEC);
+    assert!(!f.locker.acquire("k", past).unwrap());
+    assert_eq!(f.locker.get("k").unwrap().unwrap().value, "holder");
+}
+
+/// A6: a lock with no expiry never expires.
+fn a6_acquire_no_expiry(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lock("v")).unwrap());
+    f.clock.set(latest_expiry() + SEC);
+    assert!(f.locker.exists("k").unwrap());
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+}
+
+/// A7: acquire is atomic across threads: of many racing for a key, one wins.
+fn a7_acquire_atomic_across_threads(f: Fixture<impl Subject + 'static>) {
+    let locker = Arc::new(f.locker);
+    for round in 0..5 {
+        let key = format!("race-{round}");
+        let barrier = Arc::new(Barrier::new(8));
+        let winners: usize = (0..8)
+            .map(|i| {
+                let (locker, barrier, key) = (locker.clone(), barrier.clone(), key.clone());
+                thread::spawn(move || {
+                    barrier.wait();
+                    locker.acquire(&key, lock(&i.to_string())).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(winners, 1, "round {round}");
+    }
+}
+
+/// R1-R3: release of a live lock, an expired entry and a free key.
+fn r_release(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("live", lock("v").with_token("t")).unwrap());
+    assert!(f.locker.release("live").unwrap());
+    assert!(!f.locker.exists("live").unwrap());
+
+    assert!(f.locker.acquire("old", lease(&f, "v", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.release("old").unwrap());
+    assert_eq!(stored(&f, "old"), None, "the expired entry is removed");
+
+    assert!(!f.locker.release("free").unwrap());
+}
+
+/// F1-F3: force_release removes any entry and succeeds on a free key.
+fn f_force_release(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("live", lock("v").with_token("t")).unwrap());
+    f.locker.force_release("live").unwrap();
+    assert!(!f.locker.exists("live").unwrap());
+
+    assert!(f.locker.acquire("old", lease(&f, "v", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    f.locker.force_release("old").unwrap();
+    assert_eq!(stored(&f, "old"), None);
+
+    f.locker.force_release("free").unwrap();
+}
+
+/// C1-C2: cleanup removes exactly the expired entries and counts them.
+fn c_cleanup(f: Fixture<impl Subject>) {
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+    for i in 0..5 {
+        assert!(
+            f.locker
+                .acquire(&format!("short{i}"), lease(&f, "s", 10 + i))
+                .unwrap()
+        );
+    }
+    assert!(f.locker.acquire("long", lease(&f, "l", 100)).unwrap());
+    assert!(f.locker.acquire("forever", lock("f")).unwrap());
+    assert_eq!(f.locker.cleanup().unwrap(), 0, "nothing expired yet");
+    // Expiries are now+10..=now+14; at now+12 the lock expiring at now+12 is live.
+    f.clock.advance(12 * SEC);
+    assert_eq!(f.locker.cleanup().unwrap(), 2);
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+    f.clock.advance(10 * SEC);
+    assert_eq!(f.locker.cleanup().unwrap(), 3);
+    for i in 0..5 {
+        assert_eq!(stored(&f, &format!("short{i}")), None);
+    }
+    assert!(f.locker.exists("long").unwrap());
+    assert!(f.locker.exists("forever").unwrap());
+}
+
+/// T1: touch by the owner of a live lock moves its expiry and nothing else.
+fn t1_touch_owner(f: Fixture<impl Subject>) {
+    assert!(
+        f.locker
+            .acquire("k", lease(&f, "v", 10).with_token("t"))
+            .unwrap()
+    );
+    let later = f.clock.now() + 60 * SEC;
+    assert!(f.locker.touch("k", "t", later).unwrap());
+    assert_eq!(
+        f.locker.get("k").unwrap(),
+        Some(lock("v").expiring_at(later).with_token("t"))
+    );
+    f.clock.advance(30 * SEC);
+    assert!(f.locker.exists("k").unwrap(), "the new expiry counts");
+    // A touch may also shorten the lease, as long as it stays in the future.
+    let sooner = f.clock.now() + SEC;
+    assert!(f.locker.touch("k", "t", sooner).unwrap());
+    f.clock.advance(2 * SEC);
+    assert!(!f.locker.exists("k").unwrap());
+    assert_eq!(f.locker.cleanup().unwrap(), 1, "the index follows the touch");
+}
+
+/// T1b: touch may give an expiring lock the latest storable expiry, and a
+/// never-expiring owned lock an expiry.
+fn t1b_touch_sets_expiry(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lock("v").with_token("t")).unwrap());
+    let at = f.clock.now() + 5 * SEC;
+    assert!(f.locker.touch("k", "t", at).unwrap());
+    assert_eq!(f.locker.get("k").unwrap().unwrap().expires_at, Some(at));
+    assert!(f.locker.touch("k", "t", latest_expiry()).unwrap());
+    assert_eq!(
+        f.locker.get("k").unwrap().unwrap().expires_at,
+        Some(latest_expiry())
+    );
+}
+
+/// T2-T6: touch changes nothing unless owner, live and future expiry.
+fn t_touch_refused(f: Fixture<impl Subject>) {
+    let owned = lease(&f, "v", 10).with_token("t");
+    assert!(f.locker.acquire("k", owned.clone()).unwrap());
+    let later = f.clock.now() + 60 * SEC;
+    // T2: another token.
+    assert!(!f.locker.touch("k", "other", later).unwrap());
+    // T6: an expiry that is not after now.
+    assert!(!f.locker.touch("k", "t", f.clock.now()).unwrap());
+    assert!(!f.locker.touch("k", "t", f.clock.now() - SEC).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(owned));
+    // T3: a lock without a token never matches.
+    assert!(f.locker.acquire("anon", lease(&f, "v", 10)).unwrap());
+    assert!(!f.locker.touch("anon", "t", later).unwrap());
+    // T5: a free key.
+    assert!(!f.locker.touch("free", "t", later).unwrap());
+    assert!(!f.locker.exists("free").unwrap());
+    // T4: an expired lock stays expired.
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.touch("k", "t", f.clock.now() + 60 * SEC).unwrap());
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// O1-O6: release_if_owner.
+fn o_release_if_owner(f: Fixture<impl Subject>) {
+    // O1: live, matching token.
+    assert!(
+        f.locker
+            .acquire("k", lease(&f, "v", 10).with_token("t"))
+            .unwrap()
+    );
+    assert!(f.locker.release_if_owner("k", "t").unwrap());
+    assert!(!f.locker.exists("k").unwrap());
+    // O3: another token; O4: no token; O5: free key. Nothing changes.
+    let owned = lease(&f, "v", 10).with_token("t");
+    assert!(f.locker.acquire("k", owned.clone()).unwrap());
+    assert!(!f.locker.release_if_owner("k", "other").unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(owned));
+    assert!(f.locker.acquire("anon", lease(&f, "v", 10)).unwrap());
+    assert!(!f.locker.release_if_owner("anon", "t").unwrap());
+    assert!(f.locker.exists("anon").unwrap());
+    assert!(!f.locker.release_if_owner("free", "t").unwrap());
+    // O2: expired, matching token: removed, but the lease was lost.
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.release_if_owner("k", "t").unwrap());
+    assert_eq!(stored(&f, "k"), None);
+    // O6: expired with another token: left for cleanup.
+    assert!(!f.locker.release_if_owner("anon", "t").unwrap());
+    assert!(stored(&f, "anon").is_some());
+}
+
+/// V1-V2: empty and oversized keys are invalid for every operation;
+/// a key of exactly the limit is fine.
+fn v_keys(f: Fixture<impl Subject>) {
+    let long = "k".repeat(MAX_KEY_LEN + 1);
+    for key in ["", long.as_str()] {
+        assert!(is_invalid(f.locker.exists(key)));
+        assert!(is_invalid(f.locker.get(key)));
+        assert!(is_invalid(f.locker.acquire(key, lock("v"))));
+        assert!(is_invalid(f.locker.release(key)));
+        assert!(is_invalid(f.locker.force_release(key)));
+        assert!(is_invalid(f.locker.touch(key, "t", f.clock.now() + SEC)));
+        assert!(is_invalid(f.locker.release_if_owner(key, "t")));
+    }
+    let longest = "k".repeat(MAX_KEY_LEN);
+    assert!(f.locker.acquire(&longest, lock("v")).unwrap());
+    assert!(f.locker.exists(&longest).unwrap());
+    assert!(f.locker.acquire("ünï/code key\0with nul", lock("v")).unwrap());
+    assert!(f.locker.exists("ünï/code key\0with nul").unwrap());
+}
+
+/// V3: an empty token is invalid wherever a token is given.
+fn v3_empty_token(f: Fixture<impl Subject>) {
+    assert!(is_invalid(f.locker.acquire("k", lock("v").with_token(""))));
+    assert!(!f.locker.exists("k").unwrap());
+    assert!(is_invalid(f.locker.touch("k", "", f.clock.now() + SEC)));
+    assert!(is_invalid(f.locker.release_if_owner("k", "")));
+}
+
+/// V4: an expiry outside the storable range is invalid.
+fn v4_expiry_range(f: Fixture<impl Subject>) {
+    let before_epoch = UNIX_EPOCH - SEC;
+    let too_late = latest_expiry() + SEC;
+    for at in [before_epoch, too_late] {
+        assert!(is_invalid(f.locker.acquire("k", lock("v").expiring_at(at))));
+    }
+    assert!(!f.locker.exists("k").unwrap());
+    assert!(f.locker.acquire("k", lock("v").with_token("t")).unwrap());
+    assert!(is_invalid(f.locker.touch("k", "t", too_late)));
+    // A TTL past the storable range is capped, not refused.
+    assert!(
+        f.locker
+            .acquire("far", lock("v").with_ttl(Duration::MAX))
+            .unwrap()
+    );
+    assert_eq!(
+        f.locker.get("far").unwrap().unwrap().expires_at,
+        Some(latest_expiry())
+    );
+}
+
+/// K1: the clock jumping back makes an expired, not yet removed entry live again;
+/// once released or cleaned up it is gone for good.
+fn k1_clock_backwards(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.exists("k").unwrap());
+    f.clock.set(start());
+    assert!(f.locker.exists("k").unwrap());
+    f.clock.advance(11 * SEC);
+    assert_eq!(f.locker.cleanup().unwrap(), 1);
+    f.clock.set(start());
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+macro_rules! conformance {
+    ($locker:ident: $($row:ident),* $(,)?) => {
+        mod $locker {
+            $(
+                #[test]
+                fn $row() {
+                    super::$row(super::$locker());
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! suite {
+    ($($locker:ident),*) => {
+        $(
+            conformance!($locker:
+                l1_live_until_expiry_inclusive, x_exists, g_get, a1_acquire_free,
+                a2_acquire_held, a3_acquire_over_expired, a4_acquire_already_expired_free,
+                a5_acquire_already_expired_held, a6_acquire_no_expiry,
+                a7_acquire_atomic_across_threads, r_release, f_force_release, c_cleanup,
+                t1_touch_owner, t1b_touch_sets_expiry, t_touch_refused, o_release_if_owner,
+                v_keys, v3_empty_token, v4_expiry_range, k1_clock_backwards,
+            );
+        )*
+    };
+}
+
+suite!(memory, file);
