@@ -191,8 +191,11 @@ impl<'a> Record<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let token_len = self.token.map_or(0, |t| 2 + t.len());
         let mut out = Vec::with_capacity(2 + 8 + token_len + self.value.len());
-        let flags = if self.expires.is_some() { HAS_EXPIRY } else { 0 }
-            | if self.token.is_some() { HAS_TOKEN } else { 0 };
+        let flags = if self.expires.is_some() {
+            HAS_EXPIRY
+        } else {
+            0
+        } | if self.token.is_some() { HAS_TOKEN } else { 0 };
         out.push(RECORD_VERSION);
         out.push(flags);
         if let Some(expires) = self.expires {
@@ -242,8 +245,7 @@ impl<'a> Record<'a> {
             let raw = take(2, "token length")?;
             let len = usize::from(u16::from_be_bytes([raw[0], raw[1]]));
             let raw = take(len, "token")?;
-            let token =
-                std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
+            let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
             if token.is_empty() {
                 return Err("stored token is empty".to_owned());
             }
@@ -292,7 +294,11 @@ pub mod fuzzing {
     /// that a record that decodes encodes back to the same bytes.
     pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         let record = super::Record::decode(bytes)?;
-        assert_eq!(record.encode(), bytes, "a decoded record must re-encode exactly");
+        assert_eq!(
+            record.encode(),
+            bytes,
+            "a decoded record must re-encode exactly"
+        );
         super::decode_value(record.value)
     }
 }

@@ -6,8 +6,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostlock::{
-    CleanableLocker, Clock, Error, FileLocker, LockValue, Locker, MAX_KEY_LEN, ManualClock,
-    MemoryLocker, RenewableLocker, latest_expiry,
+    CleanableLocker, Clock, Error, FileLocker, LockValue, MAX_KEY_LEN, ManualClock, MemoryLocker,
+    RenewableLocker, latest_expiry,
 };
 
 /// What every locker under test implements.
@@ -261,7 +261,11 @@ fn t1_touch_owner(f: Fixture<impl Subject>) {
     assert!(f.locker.touch("k", "t", sooner).unwrap());
     f.clock.advance(2 * SEC);
     assert!(!f.locker.exists("k").unwrap());
-    assert_eq!(f.locker.cleanup().unwrap(), 1, "the index follows the touch");
+    assert_eq!(
+        f.locker.cleanup().unwrap(),
+        1,
+        "the index follows the touch"
+    );
 }
 
 /// T1b: touch may give an expiring lock the latest storable expiry, and a
@@ -345,7 +349,11 @@ fn v_keys(f: Fixture<impl Subject>) {
     let longest = "k".repeat(MAX_KEY_LEN);
     assert!(f.locker.acquire(&longest, lock("v")).unwrap());
     assert!(f.locker.exists(&longest).unwrap());
-    assert!(f.locker.acquire("ünï/code key\0with nul", lock("v")).unwrap());
+    assert!(
+        f.locker
+            .acquire("ünï/code key\0with nul", lock("v"))
+            .unwrap()
+    );
     assert!(f.locker.exists("ünï/code key\0with nul").unwrap());
 }
 

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostlock::{
-    CleanableLocker, Clock, FileLocker, LockValue, ManualClock, MemoryLocker,
-    RenewableLocker,
+    CleanableLocker, Clock, FileLocker, LockValue, ManualClock, MemoryLocker, RenewableLocker,
 };
 use proptest::prelude::*;
 

@@ -11,7 +11,9 @@
 
 use std::path::Path;
 
-use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use redb::{
+    ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
+};
 
 use super::store::{Store, storage_error};
 use crate::error::{Error, Result};
@@ -133,7 +135,11 @@ impl<'a> Tables<'a> {
     }
 
     pub(crate) fn get(&self, key: &str) -> Result<Option<Stored>> {
-        let Some(guard) = self.locks.get(key).map_err(|e| storage_error(self.path, e))? else {
+        let Some(guard) = self
+            .locks
+            .get(key)
+            .map_err(|e| storage_error(self.path, e))?
+        else {
             return Ok(None);
         };
         let bytes = guard.value().to_vec();

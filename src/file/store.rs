@@ -181,7 +181,10 @@ fn recognise(path: &Path) -> Result<()> {
     let found = if head.starts_with(SQLITE_MAGIC) {
         "an SQLite database".to_owned()
     } else {
-        format!("it starts with the bytes {:02x?}", &head[..head.len().min(8)])
+        format!(
+            "it starts with the bytes {:02x?}",
+            &head[..head.len().min(8)]
+        )
     };
     Err(Error::NotLockFile {
         path: path.to_owned(),

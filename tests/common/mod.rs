@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests that start child processes.
+//!
+//! A test binary re-executes itself to run one test, `child_entry`, which acts
+//! on the role and settings passed in environment variables.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// The environment variable that tells a re-executed test binary its role.
+pub const ROLE: &str = "HOSTLOCK_TEST_ROLE";
+/// The lock file a child works on.
+pub const FILE: &str = "HOSTLOCK_TEST_FILE";
+
+/// A command that runs this test binary's `child_entry` test as `role` on `file`.
+pub fn child(role: &str, file: &Path) -> Command {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(FILE, file)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The role this process was started with, or `None` in a normal test run.
+pub fn role() -> Option<String> {
+    std::env::var(ROLE).ok()
+}
+
+/// A setting passed to a child.
+pub fn setting(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("the child needs {name}"))
+}
