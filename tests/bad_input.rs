@@ -1,0 +1,226 @@
+//! Files and paths that are not usable lock files each give a specific error
+//! that names the path, never a panic.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use hostlock::{Error, FileLocker, LockValue, Locker, RenewableLocker};
+
+fn open(path: &Path) -> hostlock::Result<FileLocker<String>> {
+    FileLocker::builder(path).background_cleanup(false).open()
+}
+
+fn open_err(path: &Path) -> Error {
+    let err = open(path).expect_err("the open must fail");
+    let message = err.to_string();
+    assert!(
+        message.contains(&*path.to_string_lossy())
+            || path
+                .parent()
+                .is_some_and(|p| message.contains(&*p.to_string_lossy())),
+        "the message {message:?} must name the path"
+    );
+    err
+}
+
+/// A real lock file with a few locks in it, closed.
+fn real_lock_file(dir: &Path) -> PathBuf {
+    let path = dir.join("real.redb");
+    let locker = open(&path).unwrap();
+    for i in 0..50 {
+        let lock = LockValue::new(format!("value {i}")).with_token("t");
+        assert!(locker.acquire(&format!("key-{i}"), lock).unwrap());
+    }
+    path
+}
+
+#[test]
+fn random_bytes_are_not_a_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("random.redb");
+    let bytes: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(&path, bytes).unwrap();
+    let err = open_err(&path);
+    assert!(matches!(err, Error::NotLockFile { .. }), "{err:?}");
+}
+
+#[test]
+fn an_sqlite_database_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.resize(4096, 0);
+    fs::write(&path, bytes).unwrap();
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, Error::NotLockFile { found, .. } if found.contains("SQLite")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn another_programs_redb_database_is_not_a_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<'_, u64, u64> = redb::TableDefinition::new("orders");
+            tx.open_table(table).unwrap().insert(1, 2).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = open_err(&path);
+    assert!(
+        matches!(&err, Error::NotLockFile { found, .. } if found.contains("orders")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_file_from_a_future_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<'_, &str, u64> =
+                redb::TableDefinition::new("hostlock_meta");
+            tx.open_table(meta).unwrap().insert("format", 99).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = open_err(&path);
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn truncated_files_are_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    for keep in [bytes.len() / 2, 4096, 100, 5] {
+        let cut = dir.path().join(format!("cut-{keep}.redb"));
+        fs::write(&cut, &bytes[..keep]).unwrap();
+        let err = open_err(&cut);
+        assert!(
+            matches!(err, Error::Corrupted { .. }),
+            "kept {keep}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_file_written_with_another_value_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    let locker: FileLocker<u64> = FileLocker::builder(&path)
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let err = locker.get("key-1").unwrap_err();
+    assert!(
+        matches!(&err, Error::ValueType { key, expected: "u64", .. } if key == "key-1"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("another value type"), "{err}");
+    // Everything that does not decode the value still works.
+    assert!(locker.exists("key-1").unwrap());
+    assert!(!locker.acquire("key-1", LockValue::new(7)).unwrap());
+    assert!(locker.release_if_owner("key-1", "t").unwrap());
+}
+
+#[test]
+fn a_directory_is_not_a_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = open_err(dir.path());
+    assert!(matches!(err, Error::IsDirectory { .. }), "{err:?}");
+}
+
+#[test]
+fn a_missing_parent_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let err = open_err(&missing.join("locks.redb"));
+    assert!(
+        matches!(&err, Error::NotFound { path } if *path == missing),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_read_only_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+    let err = open_err(&path);
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().contains("make it writable"));
+}
+
+#[test]
+fn a_file_where_the_sidecar_folder_belongs_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    fs::write(dir.path().join("locks.redb.hostlock"), "in the way").unwrap();
+    let err = open_err(&path);
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}
+
+#[test]
+fn absurd_settings_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let zero = std::time::Duration::ZERO;
+    for result in [
+        FileLocker::<String>::builder(&path)
+            .busy_timeout(zero)
+            .open(),
+        FileLocker::<String>::builder(&path)
+            .cleanup_interval(zero)
+            .open(),
+    ] {
+        assert!(
+            matches!(result, Err(Error::InvalidArgument { .. })),
+            "{result:?}"
+        );
+    }
+    assert!(!path.exists(), "nothing is created for an invalid setting");
+}
+
+#[test]
+fn damaged_pages_give_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    for (n, stride) in [97usize, 1021, 4093].into_iter().enumerate() {
+        let mut damaged = bytes.clone();
+        for i in (4096..damaged.len()).step_by(stride) {
+            damaged[i] ^= 0x5a;
+        }
+        let copy = dir.path().join(format!("damaged-{n}.redb"));
+        fs::write(&copy, &damaged).unwrap();
+        // Opening may succeed (the damage may miss every live page); reading
+        // every lock must then either work or fail with an error.
+        if let Ok(locker) = open(&copy) {
+            for i in 0..50 {
+                let _ = locker.get(&format!("key-{i}"));
+            }
+        }
+    }
+}
