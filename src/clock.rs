@@ -58,7 +58,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`. A step past the end of what
     /// [`SystemTime`] can represent leaves the clock at its last representable
-    /// second instead of panicking.
+    /// instant instead of panicking.
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(PoisonError::into_inner);
         *now = now
@@ -67,11 +67,11 @@ impl ManualClock {
     }
 }
 
-// The last whole second representable after `from`, found by halving the step.
+// The last instant representable after `from`, found by halving the step.
 fn latest_time_after(from: SystemTime) -> SystemTime {
     let mut time = from;
     let mut step = Duration::from_secs(u64::MAX / 2);
-    while step >= Duration::from_secs(1) {
+    while !step.is_zero() {
         if let Some(later) = time.checked_add(step) {
             time = later;
         } else {

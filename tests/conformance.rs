@@ -86,27 +86,47 @@ fn l1_live_until_expiry_inclusive(f: Fixture<impl Subject>) {
     assert!(!f.locker.exists("k").unwrap());
 }
 
-/// X1-X3: exists on a free, a live and an expired key.
-fn x_exists(f: Fixture<impl Subject>) {
-    assert!(!f.locker.exists("k").unwrap());
-    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
-    assert!(f.locker.exists("k").unwrap());
-    f.clock.advance(11 * SEC);
+/// X1: exists on a free key.
+fn x1_exists_free(f: Fixture<impl Subject>) {
     assert!(!f.locker.exists("k").unwrap());
 }
 
-/// G1-G3: get returns only live locks, exactly as stored.
-fn g_get(f: Fixture<impl Subject>) {
+/// X2: exists on a held key.
+fn x2_exists_held(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    assert!(f.locker.exists("k").unwrap());
+    assert!(f.locker.acquire("forever", lock("v")).unwrap());
+    assert!(f.locker.exists("forever").unwrap());
+}
+
+/// X3: exists on an expired entry.
+fn x3_exists_expired(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.exists("k").unwrap());
+    assert!(stored(&f, "k").is_some(), "still stored, but not live");
+}
+
+/// G1: get on a free key.
+fn g1_get_free(f: Fixture<impl Subject>) {
     assert_eq!(f.locker.get("k").unwrap(), None);
+}
+
+/// G2: get returns a live lock exactly as acquired.
+fn g2_get_held(f: Fixture<impl Subject>) {
     let at = f.clock.now() + Duration::new(10, 123_456_789);
     let original = lock("ünïcode value").expiring_at(at).with_token("tok");
     assert!(f.locker.acquire("k", original.clone()).unwrap());
     assert_eq!(f.locker.get("k").unwrap(), Some(original));
     assert!(f.locker.acquire("forever", lock("x")).unwrap());
     assert_eq!(f.locker.get("forever").unwrap(), Some(lock("x")));
+}
+
+/// G3: get on an expired entry.
+fn g3_get_expired(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
     f.clock.advance(11 * SEC);
     assert_eq!(f.locker.get("k").unwrap(), None);
-    assert_eq!(f.locker.get("forever").unwrap(), Some(lock("x")));
 }
 
 /// A1: acquire on a free key takes it.
@@ -187,37 +207,50 @@ fn a7_acquire_atomic_across_threads(f: Fixture<impl Subject + 'static>) {
     }
 }
 
-/// R1-R3: release of a live lock, an expired entry and a free key.
-fn r_release(f: Fixture<impl Subject>) {
-    assert!(f.locker.acquire("live", lock("v").with_token("t")).unwrap());
-    assert!(f.locker.release("live").unwrap());
-    assert!(!f.locker.exists("live").unwrap());
-
-    assert!(f.locker.acquire("old", lease(&f, "v", 10)).unwrap());
-    f.clock.advance(11 * SEC);
-    assert!(!f.locker.release("old").unwrap());
-    assert_eq!(stored(&f, "old"), None, "the expired entry is removed");
-
-    assert!(!f.locker.release("free").unwrap());
+/// R1: release of a live lock.
+fn r1_release_held(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lock("v").with_token("t")).unwrap());
+    assert!(f.locker.release("k").unwrap());
+    assert!(!f.locker.exists("k").unwrap());
 }
 
-/// F1-F3: force_release removes any entry and succeeds on a free key.
-fn f_force_release(f: Fixture<impl Subject>) {
-    assert!(f.locker.acquire("live", lock("v").with_token("t")).unwrap());
-    f.locker.force_release("live").unwrap();
-    assert!(!f.locker.exists("live").unwrap());
-
-    assert!(f.locker.acquire("old", lease(&f, "v", 10)).unwrap());
+/// R2: release of an expired entry removes it but reports no live lock.
+fn r2_release_expired(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
     f.clock.advance(11 * SEC);
-    f.locker.force_release("old").unwrap();
-    assert_eq!(stored(&f, "old"), None);
-
-    f.locker.force_release("free").unwrap();
+    assert!(!f.locker.release("k").unwrap());
+    assert_eq!(stored(&f, "k"), None, "the expired entry is removed");
 }
 
-/// C1-C2: cleanup removes exactly the expired entries and counts them.
-fn c_cleanup(f: Fixture<impl Subject>) {
-    assert_eq!(f.locker.cleanup().unwrap(), 0);
+/// R3: release of a free key.
+fn r3_release_free(f: Fixture<impl Subject>) {
+    assert!(!f.locker.release("k").unwrap());
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// F1: force_release of a live lock.
+fn f1_force_release_held(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lock("v").with_token("t")).unwrap());
+    f.locker.force_release("k").unwrap();
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// F2: force_release of an expired entry removes it.
+fn f2_force_release_expired(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    f.clock.advance(11 * SEC);
+    f.locker.force_release("k").unwrap();
+    assert_eq!(stored(&f, "k"), None);
+}
+
+/// F3: force_release of a free key succeeds.
+fn f3_force_release_free(f: Fixture<impl Subject>) {
+    f.locker.force_release("k").unwrap();
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// C1: cleanup removes exactly the expired entries and counts them.
+fn c1_cleanup_expired(f: Fixture<impl Subject>) {
     for i in 0..5 {
         assert!(
             f.locker
@@ -227,16 +260,30 @@ fn c_cleanup(f: Fixture<impl Subject>) {
     }
     assert!(f.locker.acquire("long", lease(&f, "l", 100)).unwrap());
     assert!(f.locker.acquire("forever", lock("f")).unwrap());
-    assert_eq!(f.locker.cleanup().unwrap(), 0, "nothing expired yet");
     // Expiries are now+10..=now+14; at now+12 the lock expiring at now+12 is live.
     f.clock.advance(12 * SEC);
     assert_eq!(f.locker.cleanup().unwrap(), 2);
-    assert_eq!(f.locker.cleanup().unwrap(), 0);
     f.clock.advance(10 * SEC);
     assert_eq!(f.locker.cleanup().unwrap(), 3);
     for i in 0..5 {
         assert_eq!(stored(&f, &format!("short{i}")), None);
     }
+    assert!(f.locker.exists("long").unwrap());
+    assert!(f.locker.exists("forever").unwrap());
+}
+
+/// C2: cleanup with nothing expired removes nothing.
+fn c2_cleanup_nothing_expired(f: Fixture<impl Subject>) {
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+    assert!(f.locker.acquire("long", lease(&f, "l", 100)).unwrap());
+    assert!(f.locker.acquire("forever", lock("f")).unwrap());
+    assert_eq!(f.locker.cleanup().unwrap(), 0);
+    f.clock.advance(100 * SEC);
+    assert_eq!(
+        f.locker.cleanup().unwrap(),
+        0,
+        "expiring exactly now is live"
+    );
     assert!(f.locker.exists("long").unwrap());
     assert!(f.locker.exists("forever").unwrap());
 }
@@ -282,70 +329,116 @@ fn t1b_touch_sets_expiry(f: Fixture<impl Subject>) {
     );
 }
 
-/// T2-T6: touch changes nothing unless owner, live and future expiry.
-fn t_touch_refused(f: Fixture<impl Subject>) {
-    let owned = lease(&f, "v", 10).with_token("t");
-    assert!(f.locker.acquire("k", owned.clone()).unwrap());
-    let later = f.clock.now() + 60 * SEC;
-    // T2: another token.
-    assert!(!f.locker.touch("k", "other", later).unwrap());
-    // T6: an expiry that is not after now.
-    assert!(!f.locker.touch("k", "t", f.clock.now()).unwrap());
-    assert!(!f.locker.touch("k", "t", f.clock.now() - SEC).unwrap());
-    assert_eq!(f.locker.get("k").unwrap(), Some(owned));
-    // T3: a lock without a token never matches.
-    assert!(f.locker.acquire("anon", lease(&f, "v", 10)).unwrap());
-    assert!(!f.locker.touch("anon", "t", later).unwrap());
-    // T5: a free key.
-    assert!(!f.locker.touch("free", "t", later).unwrap());
-    assert!(!f.locker.exists("free").unwrap());
-    // T4: an expired lock stays expired.
+/// An owned lease on "k" for the T and O rows.
+fn owned(f: &Fixture<impl Subject>) -> LockValue<String> {
+    let lock = lease(f, "v", 10).with_token("t");
+    assert!(f.locker.acquire("k", lock.clone()).unwrap());
+    lock
+}
+
+/// T2: touch with another token changes nothing.
+fn t2_touch_other_token(f: Fixture<impl Subject>) {
+    let lock = owned(&f);
+    assert!(
+        !f.locker
+            .touch("k", "other", f.clock.now() + 60 * SEC)
+            .unwrap()
+    );
+    assert_eq!(f.locker.get("k").unwrap(), Some(lock));
+}
+
+/// T3: a lock without a token never matches.
+fn t3_touch_no_token(f: Fixture<impl Subject>) {
+    let anon = lease(&f, "v", 10);
+    assert!(f.locker.acquire("k", anon.clone()).unwrap());
+    assert!(!f.locker.touch("k", "t", f.clock.now() + 60 * SEC).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(anon));
+}
+
+/// T4: an expired lock stays expired.
+fn t4_touch_expired(f: Fixture<impl Subject>) {
+    owned(&f);
     f.clock.advance(11 * SEC);
     assert!(!f.locker.touch("k", "t", f.clock.now() + 60 * SEC).unwrap());
     assert!(!f.locker.exists("k").unwrap());
 }
 
-/// O1-O6: release_if_owner.
-fn o_release_if_owner(f: Fixture<impl Subject>) {
-    // O1: live, matching token.
-    assert!(
-        f.locker
-            .acquire("k", lease(&f, "v", 10).with_token("t"))
-            .unwrap()
-    );
+/// T5: touch of a free key.
+fn t5_touch_free(f: Fixture<impl Subject>) {
+    assert!(!f.locker.touch("k", "t", f.clock.now() + 60 * SEC).unwrap());
+    assert!(!f.locker.exists("k").unwrap());
+}
+
+/// T6: an expiry that is not after now changes nothing.
+fn t6_touch_not_in_future(f: Fixture<impl Subject>) {
+    let lock = owned(&f);
+    assert!(!f.locker.touch("k", "t", f.clock.now()).unwrap());
+    assert!(!f.locker.touch("k", "t", f.clock.now() - SEC).unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(lock));
+}
+
+/// O1: the owner releases its live lock.
+fn o1_release_if_owner_held(f: Fixture<impl Subject>) {
+    owned(&f);
     assert!(f.locker.release_if_owner("k", "t").unwrap());
     assert!(!f.locker.exists("k").unwrap());
-    // O3: another token; O4: no token; O5: free key. Nothing changes.
-    let owned = lease(&f, "v", 10).with_token("t");
-    assert!(f.locker.acquire("k", owned.clone()).unwrap());
-    assert!(!f.locker.release_if_owner("k", "other").unwrap());
-    assert_eq!(f.locker.get("k").unwrap(), Some(owned));
-    assert!(f.locker.acquire("anon", lease(&f, "v", 10)).unwrap());
-    assert!(!f.locker.release_if_owner("anon", "t").unwrap());
-    assert!(f.locker.exists("anon").unwrap());
-    assert!(!f.locker.release_if_owner("free", "t").unwrap());
-    // O2: expired, matching token: removed, but the lease was lost.
+}
+
+/// O2: an expired lease with that token is removed, but reported lost.
+fn o2_release_if_owner_expired(f: Fixture<impl Subject>) {
+    owned(&f);
     f.clock.advance(11 * SEC);
     assert!(!f.locker.release_if_owner("k", "t").unwrap());
     assert_eq!(stored(&f, "k"), None);
-    // O6: expired with another token: left for cleanup.
-    assert!(!f.locker.release_if_owner("anon", "t").unwrap());
-    assert!(stored(&f, "anon").is_some());
 }
 
-/// V1-V2: empty and oversized keys are invalid for every operation;
-/// a key of exactly the limit is fine.
-fn v_keys(f: Fixture<impl Subject>) {
-    let long = "k".repeat(MAX_KEY_LEN + 1);
-    for key in ["", long.as_str()] {
-        assert!(is_invalid(f.locker.exists(key)));
-        assert!(is_invalid(f.locker.get(key)));
-        assert!(is_invalid(f.locker.acquire(key, lock("v"))));
-        assert!(is_invalid(f.locker.release(key)));
-        assert!(is_invalid(f.locker.force_release(key)));
-        assert!(is_invalid(f.locker.touch(key, "t", f.clock.now() + SEC)));
-        assert!(is_invalid(f.locker.release_if_owner(key, "t")));
-    }
+/// O3: another token changes nothing.
+fn o3_release_if_owner_other_token(f: Fixture<impl Subject>) {
+    let lock = owned(&f);
+    assert!(!f.locker.release_if_owner("k", "other").unwrap());
+    assert_eq!(f.locker.get("k").unwrap(), Some(lock));
+}
+
+/// O4: a lock without a token is never released by owner.
+fn o4_release_if_owner_no_token(f: Fixture<impl Subject>) {
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    assert!(!f.locker.release_if_owner("k", "t").unwrap());
+    assert!(f.locker.exists("k").unwrap());
+}
+
+/// O5: a free key.
+fn o5_release_if_owner_free(f: Fixture<impl Subject>) {
+    assert!(!f.locker.release_if_owner("k", "t").unwrap());
+}
+
+/// O6: an expired entry with another token is left for cleanup.
+fn o6_release_if_owner_expired_other(f: Fixture<impl Subject>) {
+    owned(&f);
+    f.clock.advance(11 * SEC);
+    assert!(!f.locker.release_if_owner("k", "other").unwrap());
+    assert!(stored(&f, "k").is_some());
+    assert_eq!(f.locker.cleanup().unwrap(), 1);
+}
+
+fn every_operation_is_invalid(f: &Fixture<impl Subject>, key: &str) {
+    assert!(is_invalid(f.locker.exists(key)));
+    assert!(is_invalid(f.locker.get(key)));
+    assert!(is_invalid(f.locker.acquire(key, lock("v"))));
+    assert!(is_invalid(f.locker.release(key)));
+    assert!(is_invalid(f.locker.force_release(key)));
+    assert!(is_invalid(f.locker.touch(key, "t", f.clock.now() + SEC)));
+    assert!(is_invalid(f.locker.release_if_owner(key, "t")));
+}
+
+/// V1: the empty key is invalid for every operation.
+fn v1_empty_key(f: Fixture<impl Subject>) {
+    every_operation_is_invalid(&f, "");
+}
+
+/// V2: a key over the limit is invalid; one of exactly the limit, or with
+/// any characters, is fine.
+fn v2_key_length(f: Fixture<impl Subject>) {
+    every_operation_is_invalid(&f, &"k".repeat(MAX_KEY_LEN + 1));
     let longest = "k".repeat(MAX_KEY_LEN);
     assert!(f.locker.acquire(&longest, lock("v")).unwrap());
     assert!(f.locker.exists(&longest).unwrap());
@@ -363,6 +456,11 @@ fn v3_empty_token(f: Fixture<impl Subject>) {
     assert!(!f.locker.exists("k").unwrap());
     assert!(is_invalid(f.locker.touch("k", "", f.clock.now() + SEC)));
     assert!(is_invalid(f.locker.release_if_owner("k", "")));
+    let long = "t".repeat(hostlock::MAX_TOKEN_LEN + 1);
+    assert!(is_invalid(
+        f.locker.acquire("k", lock("v").with_token(&long))
+    ));
+    assert!(!f.locker.exists("k").unwrap());
 }
 
 /// V4: an expiry outside the storable range is invalid.
@@ -418,12 +516,7 @@ macro_rules! suite {
     ($($locker:ident),*) => {
         $(
             conformance!($locker:
-                l1_live_until_expiry_inclusive, x_exists, g_get, a1_acquire_free,
-                a2_acquire_held, a3_acquire_over_expired, a4_acquire_already_expired_free,
-                a5_acquire_already_expired_held, a6_acquire_no_expiry,
-                a7_acquire_atomic_across_threads, r_release, f_force_release, c_cleanup,
-                t1_touch_owner, t1b_touch_sets_expiry, t_touch_refused, o_release_if_owner,
-                v_keys, v3_empty_token, v4_expiry_range, k1_clock_backwards,
+                l1_live_until_expiry_inclusive, x1_exists_free, x2_exists_held, x3_exists_expired, g1_get_free, g2_get_held, g3_get_expired, a1_acquire_free, a2_acquire_held, a3_acquire_over_expired, a4_acquire_already_expired_free, a5_acquire_already_expired_held, a6_acquire_no_expiry, a7_acquire_atomic_across_threads, r1_release_held, r2_release_expired, r3_release_free, f1_force_release_held, f2_force_release_expired, f3_force_release_free, c1_cleanup_expired, c2_cleanup_nothing_expired, t1_touch_owner, t1b_touch_sets_expiry, t2_touch_other_token, t3_touch_no_token, t4_touch_expired, t5_touch_free, t6_touch_not_in_future, o1_release_if_owner_held, o2_release_if_owner_expired, o3_release_if_owner_other_token, o4_release_if_owner_no_token, o5_release_if_owner_free, o6_release_if_owner_expired_other, v1_empty_key, v2_key_length, v3_empty_token, v4_expiry_range, k1_clock_backwards,
             );
         )*
     };

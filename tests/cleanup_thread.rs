@@ -1,0 +1,163 @@
+//! The background cleanup thread: it removes expired locks on its own, one
+//! handle sweeps for all, it reports its errors, and it stops with the last
+//! handle.
+//!
+//! These tests wait for a background thread, so they poll with a generous
+//! deadline; expiry itself moves only through a `ManualClock`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hostlock::{Clock, FileLocker, LockValue, Locker, ManualClock};
+
+/// The tests count this process's threads, so they run one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const TICK: Duration = Duration::from_millis(10);
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(TICK);
+    }
+}
+
+fn cleanup_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "hostlock-cleanu")
+        .count()
+}
+
+fn open(path: &Path, clock: &ManualClock) -> FileLocker<String> {
+    FileLocker::builder(path)
+        .clock(clock.clone())
+        .cleanup_interval(TICK)
+        .open()
+        .unwrap()
+}
+
+/// Whether an entry is stored under `key`, live or expired.
+fn stored(locker: &FileLocker<String>, clock: &ManualClock, key: &str) -> bool {
+    let now = clock.now();
+    clock.set(now - Duration::from_secs(3600));
+    let found = locker.get(key).unwrap().is_some();
+    clock.set(now);
+    found
+}
+
+#[test]
+fn expired_locks_are_removed_in_the_background() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let locker = open(&dir.path().join("locks.redb"), &clock);
+    let soon = clock.now() + Duration::from_secs(1);
+    assert!(
+        locker
+            .acquire("short", LockValue::new("s".into()).expiring_at(soon))
+            .unwrap()
+    );
+    assert!(
+        locker
+            .acquire("forever", LockValue::new("f".into()))
+            .unwrap()
+    );
+    thread::sleep(TICK * 5);
+    assert!(stored(&locker, &clock, "short"), "not expired yet: kept");
+
+    clock.advance(Duration::from_secs(2));
+    eventually("the thread removed the expired lock", || {
+        !stored(&locker, &clock, "short")
+    });
+    assert!(locker.exists("forever").unwrap());
+}
+
+#[test]
+fn one_handle_sweeps_and_another_takes_over_when_it_closes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let clock = ManualClock::default();
+    let first = open(&path, &clock);
+    let second = open(&path, &clock);
+    thread::sleep(TICK * 5);
+    // Exactly one of the two holds the sweeper lock.
+    let sweeper = dir.path().join("locks.redb.hostlock/sweeper.lock");
+    let probe = std::fs::File::open(&sweeper).unwrap();
+    assert!(
+        fs2::FileExt::try_lock_exclusive(&probe).is_err(),
+        "someone sweeps"
+    );
+
+    drop(first);
+    let at = clock.now() + Duration::from_secs(1);
+    assert!(
+        second
+            .acquire("k", LockValue::new("v".into()).expiring_at(at))
+            .unwrap()
+    );
+    clock.advance(Duration::from_secs(2));
+    eventually("the remaining handle swept", || {
+        !stored(&second, &clock, "k")
+    });
+}
+
+#[test]
+fn the_thread_stops_with_the_last_clone() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::default();
+    let before = cleanup_threads();
+    let locker = open(&dir.path().join("locks.redb"), &clock);
+    let clone = locker.clone();
+    assert_eq!(cleanup_threads(), before + 1, "clones share one thread");
+    drop(locker);
+    assert_eq!(cleanup_threads(), before + 1);
+    drop(clone);
+    // The drop joined the thread, so it is gone already.
+    assert_eq!(cleanup_threads(), before);
+
+    let quiet: FileLocker<String> = FileLocker::builder(dir.path().join("quiet.redb"))
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    assert_eq!(cleanup_threads(), before, "no thread when turned off");
+    drop(quiet);
+}
+
+#[test]
+fn errors_go_to_the_callback_which_may_panic() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    // The thread elects itself by locking sidecar/sweeper.lock; a directory
+    // in its place makes every tick fail.
+    std::fs::create_dir_all(dir.path().join("locks.redb.hostlock/sweeper.lock")).unwrap();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&errors);
+    let locker: FileLocker<String> = FileLocker::builder(&path)
+        .cleanup_interval(TICK)
+        .on_cleanup_error(move |e| {
+            sink.lock().unwrap().push(e.to_string());
+            panic!("a panicking callback must not end the thread");
+        })
+        .open()
+        .unwrap();
+    eventually("several errors were reported", || {
+        errors.lock().unwrap().len() >= 3
+    });
+    let first = errors.lock().unwrap()[0].clone();
+    assert!(first.contains("sweeper.lock"), "{first}");
+    // The locker itself is unaffected.
+    assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
+}
