@@ -26,6 +26,8 @@ pub(crate) fn sidecar_dir(path: &Path) -> PathBuf {
 pub(crate) const OPEN_LOCK: &str = "open.lock";
 /// Held by the one process whose cleanup thread sweeps expired locks.
 pub(crate) const SWEEPER_LOCK: &str = "sweeper.lock";
+/// Held shared by every open handle, so an opener can tell it is the only one.
+pub(crate) const USERS_LOCK: &str = "users.lock";
 
 /// Creates the sidecar folder beside `path` if it is missing.
 pub(crate) fn create_sidecar(path: &Path) -> Result<PathBuf> {
@@ -78,6 +80,29 @@ pub(crate) fn try_lock(dir: &Path, name: &str) -> Result<Option<HeldLock>> {
     match FileExt::try_lock_exclusive(&file) {
         Ok(()) => Ok(Some(HeldLock { file })),
         Err(e) if is_contended(&e) => Ok(None),
+        Err(e) => Err(Error::io(path, "lock", e)),
+    }
+}
+
+/// Takes a shared lock on `dir/name` for as long as the returned lock lives,
+/// and says whether no one else held it: whether the caller is the only
+/// handle. Callers hold the open lock, so no other handle converts its lock
+/// in between.
+pub(crate) fn join(dir: &Path, name: &str) -> Result<(HeldLock, bool)> {
+    let path = dir.join(name);
+    let file = open_lock_file(&path)?;
+    let alone = match FileExt::try_lock_exclusive(&file) {
+        Ok(()) => true,
+        Err(e) if is_contended(&e) => false,
+        Err(e) => return Err(Error::io(path, "lock", e)),
+    };
+    // From exclusive, this converts the lock in place.
+    match FileExt::try_lock_shared(&file) {
+        Ok(()) => Ok((HeldLock { file }, alone)),
+        Err(e) if is_contended(&e) => Err(Error::Busy {
+            path,
+            waited: Duration::ZERO,
+        }),
         Err(e) => Err(Error::io(path, "lock", e)),
     }
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redb::{ConcurrencyMode, Database, TransactionError, WriteTransaction};
 
+use super::flock::{self, HeldLock};
 use super::schema::{self, Tables};
 use crate::error::{Error, Result};
 use crate::value::now_nanos;
@@ -21,6 +22,8 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 
 /// An open lock file.
 pub(crate) struct Store {
+    // Declared (so dropped) before `_member`: the database is closed before
+    // this handle stops counting as a user of the file.
     db: Database,
     path: PathBuf,
     sidecar: PathBuf,
@@ -28,6 +31,7 @@ pub(crate) struct Store {
     // This process's writers take turns here, waking as soon as the one before
     // them is done; only the wait for other processes polls.
     gate: Gate,
+    _member: HeldLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -40,7 +44,12 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if missing) the database at `path` in multi-writer
-    /// mode, waiting at most `busy_timeout` for other processes.
+    /// mode, waiting at most `busy_timeout` for other processes. Runs under
+    /// the sidecar's open lock.
+    ///
+    /// The first handle to open the file (no other handle of any process has
+    /// it open) checks the whole file: redb trusts a file it closed cleanly and
+    /// may panic on one damaged since, where the check reports the damage.
     pub(crate) fn open(
         path: &Path,
         sidecar: PathBuf,
@@ -48,6 +57,7 @@ impl Store {
         busy_timeout: Duration,
     ) -> Result<Store> {
         recognise(path)?;
+        let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
         // redb's open waits without bound behind a process stopped inside a
         // commit, so it runs on a helper thread that this call stops waiting
         // for at the deadline. A late result is dropped, closing the database.
@@ -60,7 +70,8 @@ impl Store {
                     let mut builder = Database::builder();
                     builder
                         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                        .set_cache_size(cache_size);
+                        .set_cache_size(cache_size)
+                        .set_check_integrity_on_open(first);
                     builder.create(&owned)
                 }));
                 let _ = tx.send(opened);
@@ -88,6 +99,7 @@ impl Store {
             sidecar,
             busy_timeout,
             gate: Gate::default(),
+            _member: member,
         })
     }
 
