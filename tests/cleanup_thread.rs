@@ -161,3 +161,30 @@ fn errors_go_to_the_callback_which_may_panic() {
     // The locker itself is unaffected.
     assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
 }
+
+#[test]
+fn nothing_expired_means_nothing_written() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let clock = ManualClock::default();
+    let locker = open(&path, &clock);
+    let later = clock.now() + Duration::from_secs(60);
+    assert!(
+        locker
+            .acquire("k", LockValue::new("v".into()).expiring_at(later))
+            .unwrap()
+    );
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(hostlock::CleanableLocker::cleanup(&locker).unwrap(), 0);
+    thread::sleep(TICK * 10); // several ticks of the thread
+    assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+}
+
+#[test]
+fn a_file_locker_is_send_and_sync() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    // Also for a value type that is neither Send nor Sync.
+    shareable::<FileLocker<std::rc::Rc<String>>>();
+    shareable::<FileLocker<String>>();
+}

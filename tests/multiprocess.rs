@@ -232,3 +232,56 @@ fn sigkilled_holders_do_not_stop_the_others() {
     );
     assert!(locker.release_if_owner("victim", "t").unwrap());
 }
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn a_process_stopped_mid_write_makes_others_busy_not_hung() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("locks.redb");
+    let log = dir.path().join("holds.log");
+    std::fs::write(&log, "").unwrap();
+    drop(FileLocker::<u32>::open(&file).unwrap());
+    let mut child = spawn_hammer(&file, &log, 1_000_000, "alpha", 60_000);
+    let bound = Duration::from_millis(300);
+    let locker: FileLocker<u32> = FileLocker::builder(&file)
+        .busy_timeout(bound)
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    // The child spends most of its time inside write transactions; stop it
+    // until it is caught inside one.
+    let mut caught = None;
+    for _ in 0..200 {
+        thread::sleep(Duration::from_millis(3));
+        signal(child.id(), "-STOP");
+        let started = Instant::now();
+        let result = locker.force_release("other");
+        let waited = started.elapsed();
+        signal(child.id(), "-CONT");
+        match result {
+            Ok(()) => continue,
+            Err(hostlock::Error::Busy {
+                waited: reported, ..
+            }) => {
+                caught = Some((waited, reported));
+                break;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let (waited, reported) = caught.expect("the child was never stopped inside a write");
+    assert!(reported >= bound && waited >= bound);
+    // Once it runs again, so does everyone else.
+    locker.force_release("other").unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    locker.force_release("other").unwrap();
+    eprintln!("busy after {waited:?} (bound {bound:?})");
+}
