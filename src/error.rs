@@ -15,6 +15,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Every variant that concerns a lock file names its path, so a message can be
 /// acted on without more context.
+///
+/// ```
+/// use hostlock::{Error, FileLocker, Locker, LockValue};
+///
+/// let dir = tempfile::tempdir()?;
+/// match FileLocker::<String>::open(dir.path()) {
+///     Err(Error::IsDirectory { path }) => assert_eq!(path, dir.path()),
+///     other => panic!("expected IsDirectory, got {other:?}"),
+/// }
+/// let locker: FileLocker<String> = FileLocker::open(dir.path().join("locks.redb"))?;
+/// let err = locker.acquire("", LockValue::new(String::new())).unwrap_err();
+/// assert_eq!(err.to_string(), "invalid key: a key must not be empty");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

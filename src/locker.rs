@@ -18,6 +18,24 @@ use crate::value::LockValue;
 /// Every method validates its key: an empty key or one longer than
 /// [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) bytes is
 /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+///
+/// Code written against the trait works with every locker:
+///
+/// ```
+/// use hostlock::{Locker, LockValue, MemoryLocker};
+///
+/// fn run_once(locker: &impl Locker<String>, job: &str) -> hostlock::Result<bool> {
+///     if !locker.acquire(job, LockValue::new("me".to_string()))? {
+///         return Ok(false); // someone else runs it
+///     }
+///     // ... run the job ...
+///     locker.release(job)?;
+///     Ok(true)
+/// }
+///
+/// assert!(run_once(&MemoryLocker::new(), "reindex")?);
+/// # Ok::<(), hostlock::Error>(())
+/// ```
 pub trait Locker<T> {
     /// Whether a live lock is held under `key`.
     ///
@@ -64,6 +82,21 @@ pub trait Locker<T> {
 }
 
 /// A locker that can drop its expired entries.
+///
+/// ```
+/// use hostlock::{CleanableLocker, Locker, LockValue, ManualClock, MemoryLocker};
+/// use std::time::Duration;
+///
+/// let clock = ManualClock::default();
+/// let locker = MemoryLocker::with_clock(clock.clone());
+/// let soon = clock.now() + Duration::from_secs(1);
+/// locker.acquire("a", LockValue::new(1).expiring_at(soon))?;
+/// locker.acquire("b", LockValue::new(2))?;
+/// clock.advance(Duration::from_secs(2));
+/// assert_eq!(locker.cleanup()?, 1); // "a" expired; "b" never expires
+/// # use hostlock::Clock;
+/// # Ok::<(), hostlock::Error>(())
+/// ```
 pub trait CleanableLocker<T>: Locker<T> {
     /// Removes every expired entry and returns how many were removed. Live and
     /// never-expiring locks are never touched.
@@ -74,6 +107,25 @@ pub trait CleanableLocker<T>: Locker<T> {
 }
 
 /// A locker whose holders prove ownership with the lock's token.
+///
+/// A holder keeps its lease alive with [`touch`](Self::touch) and gives it
+/// up with [`release_if_owner`](Self::release_if_owner); neither can affect a
+/// lock that someone else took after the holder's lease expired.
+///
+/// ```
+/// use hostlock::{Locker, LockValue, MemoryLocker, RenewableLocker};
+/// use std::time::{Duration, SystemTime};
+///
+/// let locker = MemoryLocker::new();
+/// let lease = LockValue::new(()).with_ttl(Duration::from_secs(10)).with_token("mine");
+/// assert!(locker.acquire("k", lease)?);
+/// let later = SystemTime::now() + Duration::from_secs(60);
+/// assert!(!locker.touch("k", "not-mine", later)?);
+/// assert!(locker.touch("k", "mine", later)?);
+/// assert!(!locker.release_if_owner("k", "not-mine")?);
+/// assert!(locker.release_if_owner("k", "mine")?);
+/// # Ok::<(), hostlock::Error>(())
+/// ```
 pub trait RenewableLocker<T>: Locker<T> {
     /// Moves the expiry of the live lock under `key` to `expires_at`, if that
     /// lock's token is exactly `token` and `expires_at` is after now.
