@@ -10,7 +10,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -146,14 +146,20 @@ fn check_log(log: &Path, killed: &HashSet<u32>) -> usize {
     holds
 }
 
-#[test]
-fn four_processes_never_hold_a_key_together() {
+/// A new lock file and an empty shared log in a temporary folder. The file is
+/// created first so the children race on locks, not on creation.
+fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("locks.redb");
     let log = dir.path().join("holds.log");
     std::fs::write(&log, "").unwrap();
-    // Create the file first so the children race on locks, not on creation.
     drop(FileLocker::<u32>::open(&file).unwrap());
+    (dir, file, log)
+}
+
+#[test]
+fn four_processes_never_hold_a_key_together() {
+    let (_dir, file, log) = setup();
     let started = Instant::now();
     let children: Vec<Child> = (0..4)
         .map(|_| spawn_hammer(&file, &log, 200, "alpha,beta", 60_000))
@@ -169,11 +175,7 @@ fn four_processes_never_hold_a_key_together() {
 
 #[test]
 fn sigkilled_holders_do_not_stop_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("locks.redb");
-    let log = dir.path().join("holds.log");
-    std::fs::write(&log, "").unwrap();
-    drop(FileLocker::<u32>::open(&file).unwrap());
+    let (_dir, file, log) = setup();
 
     // A child that holds `victim` for an hour, killed while it holds it.
     let mut holder = common::child("hold", &file)
@@ -243,11 +245,7 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn a_process_stopped_mid_write_makes_others_busy_not_hung() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("locks.redb");
-    let log = dir.path().join("holds.log");
-    std::fs::write(&log, "").unwrap();
-    drop(FileLocker::<u32>::open(&file).unwrap());
+    let (_dir, file, log) = setup();
     let mut child = spawn_hammer(&file, &log, 1_000_000, "alpha", 60_000);
     let bound = Duration::from_millis(300);
     let locker: FileLocker<u32> = FileLocker::builder(&file)
