@@ -120,6 +120,9 @@ fn the_thread_stops_with_the_last_clone() {
     let before = cleanup_threads();
     let locker = open(&dir.path().join("locks.redb"), &clock);
     let clone = locker.clone();
+    // A new thread sets its name itself, just after it starts.
+    eventually("the thread is running", || cleanup_threads() == before + 1);
+    thread::sleep(TICK * 3);
     assert_eq!(cleanup_threads(), before + 1, "clones share one thread");
     drop(locker);
     assert_eq!(cleanup_threads(), before + 1);
