@@ -16,6 +16,12 @@ use super::schema::{self, Tables};
 use crate::error::{Error, Result};
 use crate::value::now_nanos;
 
+/// The longest pause between two attempts to begin a write while another
+/// process writes. A process that writes without pause leaves gaps of a few
+/// microseconds between its transactions; polling often keeps the others
+/// from starving (an attempt costs a few microseconds).
+const MAX_POLL: Duration = Duration::from_micros(250);
+
 /// The first bytes of every redb file.
 const REDB_MAGIC: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
@@ -141,7 +147,7 @@ impl Store {
                         return Err(busy());
                     }
                     thread::sleep(pause.min(deadline - now));
-                    pause = (pause * 2).min(Duration::from_millis(2));
+                    pause = (pause * 2).min(MAX_POLL);
                 }
                 Err(e) => return Err(storage_error(&self.path, e)),
             }

@@ -33,3 +33,21 @@ pub fn role() -> Option<String> {
 pub fn setting(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("the child needs {name}"))
 }
+
+/// A child process that is killed when this value drops, so a failing test
+/// leaves no process behind.
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether the process that started this child has exited; a long-running
+/// child checks it so that it never outlives its test.
+pub fn orphaned(parent: u32) -> bool {
+    std::os::unix::process::parent_id() != parent
+}
