@@ -73,6 +73,7 @@
 mod clock;
 mod error;
 mod file;
+mod info;
 mod locker;
 mod memory;
 mod value;
@@ -83,6 +84,7 @@ pub use crate::file::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, FileLocker,
     FileLockerBuilder,
 };
+pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 pub use crate::memory::MemoryLocker;
 pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, fuzzing, latest_expiry};

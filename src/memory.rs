@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
+use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token};
 
@@ -32,30 +33,60 @@ pub struct MemoryLocker<T> {
 }
 
 struct State<T> {
-    locks: HashMap<String, LockValue<T>>,
+    locks: HashMap<String, Entry<T>>,
     // Every entry with an expiry, ordered by it, so cleanup visits only what expired.
     by_expiry: BTreeSet<(SystemTime, String)>,
+    // The last fence handed out, for any key.
+    fence: u64,
+}
+
+struct Entry<T> {
+    lock: LockValue<T>,
+    fence: u64,
+    acquired: SystemTime,
 }
 
 impl<T> State<T> {
-    fn remove(&mut self, key: &str) -> Option<LockValue<T>> {
+    fn remove(&mut self, key: &str) -> Option<Entry<T>> {
         let old = self.locks.remove(key)?;
-        if let Some(at) = old.expires_at {
+        if let Some(at) = old.lock.expires_at {
             self.by_expiry.remove(&(at, key.to_owned()));
         }
         Some(old)
     }
 
-    fn insert(&mut self, key: &str, lock: LockValue<T>) {
+    fn insert(&mut self, key: &str, entry: Entry<T>) {
         self.remove(key);
-        if let Some(at) = lock.expires_at {
+        if let Some(at) = entry.lock.expires_at {
             self.by_expiry.insert((at, key.to_owned()));
         }
-        self.locks.insert(key.to_owned(), lock);
+        self.locks.insert(key.to_owned(), entry);
     }
 
-    fn live(&self, key: &str, now: SystemTime) -> Option<&LockValue<T>> {
-        self.locks.get(key).filter(|lock| !lock.is_expired_at(now))
+    fn live(&self, key: &str, now: SystemTime) -> Option<&Entry<T>> {
+        self.locks.get(key).filter(|e| !e.lock.is_expired_at(now))
+    }
+}
+
+impl<T: Clone> Entry<T> {
+    fn info(&self, key: &str, now: SystemTime) -> LockInfo<T> {
+        LockInfo {
+            key: key.to_owned(),
+            value: self.lock.value.clone(),
+            expires_at: self.lock.expires_at,
+            has_token: self.lock.token.is_some(),
+            fence: self.fence,
+            acquired_at: self.acquired,
+            holder: Holder {
+                pid: std::process::id(),
+                alive: Some(true),
+            },
+            state: if self.lock.is_expired_at(now) {
+                LockState::Expired
+            } else {
+                LockState::Live
+            },
+        }
     }
 }
 
@@ -71,6 +102,7 @@ impl<T> MemoryLocker<T> {
             state: Mutex::new(State {
                 locks: HashMap::new(),
                 by_expiry: BTreeSet::new(),
+                fence: 0,
             }),
             clock: Arc::new(clock),
         }
@@ -105,7 +137,10 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
 
     fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
         check_key(key)?;
-        Ok(self.state().live(key, self.clock.now()).cloned())
+        Ok(self
+            .state()
+            .live(key, self.clock.now())
+            .map(|e| e.lock.clone()))
     }
 
     fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
@@ -120,7 +155,13 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         if lock.is_expired_at(now) {
             state.remove(key);
         } else {
-            state.insert(key, lock);
+            state.fence += 1;
+            let entry = Entry {
+                lock,
+                fence: state.fence,
+                acquired: now,
+            };
+            state.insert(key, entry);
         }
         Ok(true)
     }
@@ -131,7 +172,7 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         Ok(self
             .state()
             .remove(key)
-            .is_some_and(|old| !old.is_expired_at(now)))
+            .is_some_and(|old| !old.lock.is_expired_at(now)))
     }
 
     fn force_release(&self, key: &str) -> Result<()> {
@@ -168,16 +209,15 @@ impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
         if expires_at <= now {
             return Ok(false);
         }
-        let Some(lock) = state.live(key, now) else {
+        let Some(mut entry) = state.remove(key) else {
             return Ok(false);
         };
-        if lock.token.as_deref() != Some(token) {
-            return Ok(false);
+        let owned = !entry.lock.is_expired_at(now) && entry.lock.token.as_deref() == Some(token);
+        if owned {
+            entry.lock.expires_at = Some(expires_at);
         }
-        let mut renewed = lock.clone();
-        renewed.expires_at = Some(expires_at);
-        state.insert(key, renewed);
-        Ok(true)
+        state.insert(key, entry);
+        Ok(owned)
     }
 
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
@@ -186,12 +226,33 @@ impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
         let mut state = self.state();
         let now = self.clock.now();
         match state.locks.get(key) {
-            Some(lock) if lock.token.as_deref() == Some(token) => {
-                let live = !lock.is_expired_at(now);
+            Some(entry) if entry.lock.token.as_deref() == Some(token) => {
+                let live = !entry.lock.is_expired_at(now);
                 state.remove(key);
                 Ok(live)
             }
             _ => Ok(false),
         }
+    }
+}
+
+impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
+    fn info(&self, key: &str) -> Result<Option<LockInfo<T>>> {
+        check_key(key)?;
+        let now = self.clock.now();
+        Ok(self.state().locks.get(key).map(|e| e.info(key, now)))
+    }
+
+    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
+        let now = self.clock.now();
+        let state = self.state();
+        let mut all: Vec<LockInfo<T>> = state
+            .locks
+            .iter()
+            .map(|(key, e)| e.info(key, now))
+            .filter(|info| include_expired || info.state == LockState::Live)
+            .collect();
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(all)
     }
 }

@@ -168,17 +168,26 @@ pub(crate) fn check_lock<T>(key: &str, lock: &LockValue<T>) -> Result<()> {
 ///
 /// ```text
 /// byte 0     record version (RECORD_VERSION)
-/// byte 1     flags: bit 0 = has expiry, bit 1 = has token; other bits zero
+/// byte 1     flags: bit 0 = has expiry, bit 1 = has token, bit 2 = has session;
+///            other bits zero
+/// 8 bytes    fence, big-endian
+/// 8 bytes    acquired at, nanoseconds since the Unix epoch, big-endian
+/// 4 bytes    process id of the holder, big-endian
 /// 8 bytes    expiry, nanoseconds since the Unix epoch, big-endian   (if bit 0)
+/// 8 bytes    session of the holder, big-endian                      (if bit 2)
 /// 2 bytes    token length, big-endian, then the token's UTF-8 bytes (if bit 1)
 /// the rest   the value, CBOR (RFC 8949)
 /// ```
 ///
-/// Expiry and token come before the value so that release, touch and cleanup
-/// work on a lock without decoding a value of the caller's type.
+/// Everything but the value comes first, so that release, touch, cleanup and
+/// liveness checks work on a lock without decoding a value of the caller's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Record<'a> {
+    pub(crate) fence: u64,
+    pub(crate) acquired: u64,
+    pub(crate) pid: u32,
     pub(crate) expires: Option<u64>,
+    pub(crate) session: Option<u64>,
     pub(crate) token: Option<&'a str>,
     pub(crate) value: &'a [u8],
 }
@@ -186,20 +195,32 @@ pub(crate) struct Record<'a> {
 pub(crate) const RECORD_VERSION: u8 = 1;
 const HAS_EXPIRY: u8 = 1;
 const HAS_TOKEN: u8 = 2;
+const HAS_SESSION: u8 = 4;
 
 impl<'a> Record<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let token_len = self.token.map_or(0, |t| 2 + t.len());
-        let mut out = Vec::with_capacity(2 + 8 + token_len + self.value.len());
+        let mut out = Vec::with_capacity(2 + 20 + 16 + token_len + self.value.len());
         let flags = if self.expires.is_some() {
             HAS_EXPIRY
         } else {
             0
-        } | if self.token.is_some() { HAS_TOKEN } else { 0 };
+        } | if self.token.is_some() { HAS_TOKEN } else { 0 }
+            | if self.session.is_some() {
+                HAS_SESSION
+            } else {
+                0
+            };
         out.push(RECORD_VERSION);
         out.push(flags);
+        out.extend_from_slice(&self.fence.to_be_bytes());
+        out.extend_from_slice(&self.acquired.to_be_bytes());
+        out.extend_from_slice(&self.pid.to_be_bytes());
         if let Some(expires) = self.expires {
             out.extend_from_slice(&expires.to_be_bytes());
+        }
+        if let Some(session) = self.session {
+            out.extend_from_slice(&session.to_be_bytes());
         }
         if let Some(token) = self.token {
             // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
@@ -213,38 +234,26 @@ impl<'a> Record<'a> {
 
     /// Parses stored bytes; the error says what is wrong with them.
     pub(crate) fn decode(bytes: &'a [u8]) -> std::result::Result<Record<'a>, String> {
-        let mut rest = bytes;
-        let mut take = |n: usize, what: &str| -> std::result::Result<&'a [u8], String> {
-            if rest.len() < n {
-                return Err(format!(
-                    "record ends inside its {what} ({} of {n} bytes)",
-                    rest.len()
-                ));
-            }
-            let (head, tail) = rest.split_at(n);
-            rest = tail;
-            Ok(head)
-        };
-        let head = take(2, "header")?;
-        let (version, flags) = (head[0], head[1]);
+        let mut cursor = Cursor { rest: bytes };
+        let [version, flags] = cursor.array("header")?;
         if version != RECORD_VERSION {
             return Err(format!("unknown record version {version}"));
         }
-        if flags & !(HAS_EXPIRY | HAS_TOKEN) != 0 {
+        if flags & !(HAS_EXPIRY | HAS_TOKEN | HAS_SESSION) != 0 {
             return Err(format!("unknown record flags {flags:#04x}"));
         }
-        let expires = if flags & HAS_EXPIRY != 0 {
-            let raw = take(8, "expiry")?;
-            let mut be = [0u8; 8];
-            be.copy_from_slice(raw);
-            Some(u64::from_be_bytes(be))
-        } else {
-            None
-        };
+        let fence = u64::from_be_bytes(cursor.array("fence")?);
+        let acquired = u64::from_be_bytes(cursor.array("acquisition time")?);
+        let pid = u32::from_be_bytes(cursor.array("process id")?);
+        let expires = (flags & HAS_EXPIRY != 0)
+            .then(|| cursor.array("expiry").map(u64::from_be_bytes))
+            .transpose()?;
+        let session = (flags & HAS_SESSION != 0)
+            .then(|| cursor.array("session").map(u64::from_be_bytes))
+            .transpose()?;
         let token = if flags & HAS_TOKEN != 0 {
-            let raw = take(2, "token length")?;
-            let len = usize::from(u16::from_be_bytes([raw[0], raw[1]]));
-            let raw = take(len, "token")?;
+            let len = usize::from(u16::from_be_bytes(cursor.array("token length")?));
+            let raw = cursor.take(len, "token")?;
             let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
             if token.is_empty() {
                 return Err("stored token is empty".to_owned());
@@ -254,9 +263,13 @@ impl<'a> Record<'a> {
             None
         };
         Ok(Record {
+            fence,
+            acquired,
+            pid,
             expires,
+            session,
             token,
-            value: rest,
+            value: cursor.rest,
         })
     }
 
@@ -266,6 +279,30 @@ impl<'a> Record<'a> {
 
     pub(crate) fn is_expired_at(&self, now: SystemTime) -> bool {
         is_expired(self.expires_at(), now)
+    }
+}
+
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> std::result::Result<&'a [u8], String> {
+        if self.rest.len() < n {
+            return Err(format!(
+                "record ends inside its {what} ({} of {n} bytes)",
+                self.rest.len()
+            ));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> std::result::Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
     }
 }
 
@@ -307,30 +344,40 @@ pub mod fuzzing {
 mod tests {
     use super::*;
 
+    fn record<'a>(
+        expires: Option<u64>,
+        session: Option<u64>,
+        token: Option<&'a str>,
+        value: &'a [u8],
+    ) -> Record<'a> {
+        Record {
+            fence: 42,
+            acquired: 1_700_000_000_000_000_000,
+            pid: 4321,
+            expires,
+            session,
+            token,
+            value,
+        }
+    }
+
     #[test]
     fn record_round_trips() {
         let value = encode_value(&("job", 7u32)).unwrap();
         for expires in [None, Some(0), Some(u64::MAX - 1)] {
-            for token in [None, Some("t"), Some("ünïcode")] {
-                let record = Record {
-                    expires,
-                    token,
-                    value: &value,
-                };
-                let bytes = record.encode();
-                assert_eq!(Record::decode(&bytes).unwrap(), record);
+            for session in [None, Some(u64::MAX)] {
+                for token in [None, Some("t"), Some("ünïcode")] {
+                    let record = record(expires, session, token, &value);
+                    let bytes = record.encode();
+                    assert_eq!(Record::decode(&bytes).unwrap(), record);
+                }
             }
         }
     }
 
     #[test]
     fn damaged_records_are_errors() {
-        let good = Record {
-            expires: Some(5),
-            token: Some("tok"),
-            value: &[0x01],
-        }
-        .encode();
+        let good = record(Some(5), Some(6), Some("tok"), &[0x01]).encode();
         for cut in 0..good.len() - 1 {
             assert!(Record::decode(&good[..cut]).is_err(), "cut at {cut}");
         }

@@ -6,13 +6,19 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostlock::{
-    CleanableLocker, Clock, Error, FileLocker, LockValue, MAX_KEY_LEN, ManualClock, MemoryLocker,
-    RenewableLocker, latest_expiry,
+    CleanableLocker, Clock, Error, FileLocker, InspectableLocker, LockState, LockValue,
+    MAX_KEY_LEN, ManualClock, MemoryLocker, RenewableLocker, latest_expiry,
 };
 
 /// What every locker under test implements.
-trait Subject: CleanableLocker<String> + RenewableLocker<String> + Send + Sync {}
-impl<L: CleanableLocker<String> + RenewableLocker<String> + Send + Sync> Subject for L {}
+trait Subject:
+    CleanableLocker<String> + RenewableLocker<String> + InspectableLocker<String> + Send + Sync
+{
+}
+impl<L> Subject for L where
+    L: CleanableLocker<String> + RenewableLocker<String> + InspectableLocker<String> + Send + Sync
+{
+}
 
 /// A locker under test, its clock, and whatever must outlive it.
 struct Fixture<L> {
@@ -485,6 +491,95 @@ fn v4_expiry_range(f: Fixture<impl Subject>) {
     );
 }
 
+/// N1: every acquire gets a fence greater than every fence before it for the
+/// key, across releases, expiry, cleanup and force_release; a refused acquire
+/// and a touch change no fence.
+fn n1_fences_increase(f: Fixture<impl Subject>) {
+    let fence = |key: &str| f.locker.info(key).unwrap().expect("held").fence;
+    let mut last = 0;
+    let next = |label: &str, last: &mut u64| {
+        let now = fence("k");
+        assert!(now > *last, "{label}: fence {now} after {last}");
+        *last = now;
+    };
+    assert!(
+        f.locker
+            .acquire("k", lease(&f, "v", 10).with_token("t"))
+            .unwrap()
+    );
+    next("first acquire", &mut last);
+    assert!(!f.locker.acquire("k", lock("w")).unwrap());
+    assert!(f.locker.touch("k", "t", f.clock.now() + 20 * SEC).unwrap());
+    assert_eq!(fence("k"), last, "refused acquire and touch keep the fence");
+    assert!(f.locker.release("k").unwrap());
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    next("after release", &mut last);
+    f.clock.advance(11 * SEC);
+    assert!(f.locker.acquire("k", lease(&f, "v", 10)).unwrap());
+    next("over an expired entry", &mut last);
+    f.clock.advance(11 * SEC);
+    assert_eq!(f.locker.cleanup().unwrap(), 1);
+    assert!(f.locker.acquire("other", lock("o")).unwrap());
+    assert!(f.locker.acquire("k", lock("v")).unwrap());
+    next("after cleanup and another key", &mut last);
+    f.locker.force_release("k").unwrap();
+    assert!(f.locker.acquire("k", lock("v")).unwrap());
+    next("after force_release", &mut last);
+}
+
+/// I1: info shows a stored entry, live or expired, and nothing for a free key.
+fn i1_info(f: Fixture<impl Subject>) {
+    assert_eq!(f.locker.info("k").unwrap(), None);
+    let at = f.clock.now() + 10 * SEC;
+    let acquired = f.clock.now();
+    assert!(
+        f.locker
+            .acquire("k", lock("v").expiring_at(at).with_token("t"))
+            .unwrap()
+    );
+    let info = f.locker.info("k").unwrap().unwrap();
+    assert_eq!(info.key, "k");
+    assert_eq!(info.value, "v");
+    assert_eq!(info.expires_at, Some(at));
+    assert!(info.has_token);
+    assert_eq!(info.acquired_at, acquired);
+    assert_eq!(info.holder.pid, std::process::id());
+    assert_eq!(info.state, LockState::Live);
+    f.clock.advance(11 * SEC);
+    assert_eq!(
+        f.locker.info("k").unwrap().unwrap().state,
+        LockState::Expired
+    );
+    assert!(f.locker.acquire("anon", lock("a")).unwrap());
+    let anon = f.locker.info("anon").unwrap().unwrap();
+    assert!(!anon.has_token);
+    assert_eq!(anon.expires_at, None);
+    assert!(is_invalid(f.locker.info("")));
+}
+
+/// I2: list shows the live locks by key; with expired entries on request.
+fn i2_list(f: Fixture<impl Subject>) {
+    assert!(f.locker.list(true).unwrap().is_empty());
+    assert!(f.locker.acquire("b", lock("2")).unwrap());
+    assert!(f.locker.acquire("a", lease(&f, "1", 10)).unwrap());
+    assert!(f.locker.acquire("c", lease(&f, "3", 100)).unwrap());
+    f.clock.advance(11 * SEC);
+    let keys = |all: Vec<hostlock::LockInfo<String>>| {
+        all.into_iter()
+            .map(|i| (i.key, i.value))
+            .collect::<Vec<_>>()
+    };
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    assert_eq!(
+        keys(f.locker.list(false).unwrap()),
+        [pair("b", "2"), pair("c", "3")]
+    );
+    assert_eq!(
+        keys(f.locker.list(true).unwrap()),
+        [pair("a", "1"), pair("b", "2"), pair("c", "3")]
+    );
+}
+
 /// K1: the clock jumping back makes an expired, not yet removed entry live again;
 /// once released or cleaned up it is gone for good.
 fn k1_clock_backwards(f: Fixture<impl Subject>) {
@@ -516,7 +611,7 @@ macro_rules! suite {
     ($($locker:ident),*) => {
         $(
             conformance!($locker:
-                l1_live_until_expiry_inclusive, x1_exists_free, x2_exists_held, x3_exists_expired, g1_get_free, g2_get_held, g3_get_expired, a1_acquire_free, a2_acquire_held, a3_acquire_over_expired, a4_acquire_already_expired_free, a5_acquire_already_expired_held, a6_acquire_no_expiry, a7_acquire_atomic_across_threads, r1_release_held, r2_release_expired, r3_release_free, f1_force_release_held, f2_force_release_expired, f3_force_release_free, c1_cleanup_expired, c2_cleanup_nothing_expired, t1_touch_owner, t1b_touch_sets_expiry, t2_touch_other_token, t3_touch_no_token, t4_touch_expired, t5_touch_free, t6_touch_not_in_future, o1_release_if_owner_held, o2_release_if_owner_expired, o3_release_if_owner_other_token, o4_release_if_owner_no_token, o5_release_if_owner_free, o6_release_if_owner_expired_other, v1_empty_key, v2_key_length, v3_empty_token, v4_expiry_range, k1_clock_backwards,
+                l1_live_until_expiry_inclusive, x1_exists_free, x2_exists_held, x3_exists_expired, g1_get_free, g2_get_held, g3_get_expired, a1_acquire_free, a2_acquire_held, a3_acquire_over_expired, a4_acquire_already_expired_free, a5_acquire_already_expired_held, a6_acquire_no_expiry, a7_acquire_atomic_across_threads, r1_release_held, r2_release_expired, r3_release_free, f1_force_release_held, f2_force_release_expired, f3_force_release_free, c1_cleanup_expired, c2_cleanup_nothing_expired, t1_touch_owner, t1b_touch_sets_expiry, t2_touch_other_token, t3_touch_no_token, t4_touch_expired, t5_touch_free, t6_touch_not_in_future, o1_release_if_owner_held, o2_release_if_owner_expired, o3_release_if_owner_other_token, o4_release_if_owner_no_token, o5_release_if_owner_free, o6_release_if_owner_expired_other, v1_empty_key, v2_key_length, v3_empty_token, v4_expiry_range, n1_fences_increase, i1_info, i2_list, k1_clock_backwards,
             );
         )*
     };

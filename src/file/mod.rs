@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use redb::ReadableDatabase;
+use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,10 +22,11 @@ use self::schema::{LOCKS, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
     LockValue, Record, check_expiry, check_key, check_lock, check_token, decode_value,
-    encode_value, now_nanos,
+    encode_value, now_nanos, time_from_nanos,
 };
 
 /// How long a call waits for other writers before [`Error::Busy`], by default.
@@ -336,6 +337,68 @@ fn check_path(path: &Path) -> Result<()> {
     }
 }
 
+impl<T: DeserializeOwned> FileLocker<T> {
+    fn decode_value(&self, key: &str, bytes: &[u8]) -> Result<T> {
+        decode_value(bytes).map_err(|detail| Error::ValueType {
+            path: self.path().to_owned(),
+            key: key.to_owned(),
+            expected: std::any::type_name::<T>(),
+            detail,
+        })
+    }
+
+    fn info_of(&self, key: &str, bytes: &[u8], now: SystemTime) -> Result<LockInfo<T>> {
+        let record = schema::decode_record(self.path(), key, bytes)?;
+        Ok(LockInfo {
+            key: key.to_owned(),
+            value: self.decode_value(key, record.value)?,
+            expires_at: record.expires_at(),
+            has_token: record.token.is_some(),
+            fence: record.fence,
+            acquired_at: time_from_nanos(record.acquired),
+            holder: Holder {
+                pid: record.pid,
+                alive: None,
+            },
+            state: if record.is_expired_at(now) {
+                LockState::Expired
+            } else {
+                LockState::Live
+            },
+        })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
+    fn info(&self, key: &str) -> Result<Option<LockInfo<T>>> {
+        check_key(key)?;
+        let now = self.now();
+        self.read_raw(key)?
+            .map(|bytes| self.info_of(key, &bytes, now))
+            .transpose()
+    }
+
+    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
+        let path = self.path();
+        let now = self.now();
+        let read = self
+            .store()
+            .db()
+            .begin_read()
+            .map_err(|e| storage_error(path, e))?;
+        let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+        let mut all = Vec::new();
+        for entry in locks.iter().map_err(|e| storage_error(path, e))? {
+            let (key, bytes) = entry.map_err(|e| storage_error(path, e))?;
+            let info = self.info_of(key.value(), bytes.value(), now)?;
+            if include_expired || info.state == LockState::Live {
+                all.push(info);
+            }
+        }
+        Ok(all)
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
     fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
@@ -355,14 +418,8 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         if record.is_expired_at(self.now()) {
             return Ok(None);
         }
-        let value = decode_value(record.value).map_err(|detail| Error::ValueType {
-            path: self.path().to_owned(),
-            key: key.to_owned(),
-            expected: std::any::type_name::<T>(),
-            detail,
-        })?;
         Ok(Some(LockValue {
-            value,
+            value: self.decode_value(key, record.value)?,
             expires_at: record.expires_at(),
             token: record.token.map(str::to_owned),
         }))
@@ -371,11 +428,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
     fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
         check_lock(key, &lock)?;
         let value = encode_value(&lock.value)?;
-        let record = Record {
-            expires: lock.expires_at.map(check_expiry).transpose()?,
-            token: lock.token.as_deref(),
-            value: &value,
-        };
+        let expires = lock.expires_at.map(check_expiry).transpose()?;
         self.decide(|tables, now| {
             let old = tables.get(key)?;
             if old.as_ref().is_some_and(|old| !old.is_expired_at(now)) {
@@ -387,9 +440,18 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             if let Some(old) = old {
                 tables.remove(key, &old)?;
             }
-            if record.expires.is_some_and(|at| at < now) {
+            if expires.is_some_and(|at| at < now) {
                 return Ok((true, replaced));
             }
+            let record = Record {
+                fence: tables.next_fence()?,
+                acquired: now,
+                pid: std::process::id(),
+                expires,
+                session: None,
+                token: lock.token.as_deref(),
+                value: &value,
+            };
             tables.insert(key, &record)?;
             Ok((true, true))
         })
@@ -436,11 +498,9 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
             if old.is_expired_at(now) || old.token.as_deref() != Some(token) {
                 return Ok((false, false));
             }
-            let value = schema::decode_record(self.path(), key, &old.bytes)?.value;
             let renewed = Record {
                 expires: Some(new_expiry),
-                token: Some(token),
-                value,
+                ..schema::decode_record(self.path(), key, &old.bytes)?
             };
             tables.remove(key, &old)?;
             tables.insert(key, &renewed)?;

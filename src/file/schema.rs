@@ -1,7 +1,8 @@
 //! The tables of a lock file and its format version.
 //!
 //! ```text
-//! hostlock_meta    &str         -> u64   "format" = FORMAT_VERSION
+//! hostlock_meta    &str         -> u64   "format" = FORMAT_VERSION,
+//!                                         "fence" = the last fence handed out
 //! hostlock_locks   &str (key)   -> &[u8] a value::Record
 //! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
 //! ```
@@ -28,6 +29,9 @@ pub(crate) const EXPIRY: TableDefinition<'static, (u64, &str), ()> =
 /// The version of the file layout above, stored under `FORMAT_KEY`.
 pub(crate) const FORMAT_VERSION: u64 = 1;
 const FORMAT_KEY: &str = "format";
+/// The last fence handed out, for any key: fences grow across the whole file,
+/// so each key's fences grow however often it is released and taken again.
+const FENCE_KEY: &str = "fence";
 
 /// Checks that the database is a hostlock file this build can read, and lays
 /// out the tables in a new one. Runs under the sidecar's open lock.
@@ -118,9 +122,10 @@ impl Stored {
     }
 }
 
-/// The lock and index tables, open in one write transaction.
+/// The lock, index and meta tables, open in one write transaction.
 pub(crate) struct Tables<'a> {
     path: &'a Path,
+    meta: Table<'a, &'static str, u64>,
     locks: Table<'a, &'static str, &'static [u8]>,
     expiry: Table<'a, (u64, &'static str), ()>,
 }
@@ -129,6 +134,7 @@ impl<'a> Tables<'a> {
     pub(crate) fn open(path: &'a Path, tx: &'a WriteTransaction) -> Result<Tables<'a>> {
         Ok(Tables {
             path,
+            meta: tx.open_table(META).map_err(|e| storage_error(path, e))?,
             locks: tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?,
             expiry: tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?,
         })
@@ -150,6 +156,23 @@ impl<'a> Tables<'a> {
             expires,
             token,
         }))
+    }
+
+    /// Hands out the next fence: greater than every fence before it.
+    pub(crate) fn next_fence(&mut self) -> Result<u64> {
+        let last = self
+            .meta
+            .get(FENCE_KEY)
+            .map_err(|e| storage_error(self.path, e))?
+            .map_or(0, |v| v.value());
+        let next = last.checked_add(1).ok_or_else(|| Error::Corrupted {
+            path: self.path.to_owned(),
+            detail: "its fence counter is exhausted".to_owned(),
+        })?;
+        self.meta
+            .insert(FENCE_KEY, next)
+            .map_err(|e| storage_error(self.path, e))?;
+        Ok(next)
     }
 
     /// Removes the entry under `key` and its index entry.
