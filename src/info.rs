@@ -63,6 +63,9 @@ pub enum LockState {
     Live,
     /// Its expiry has passed; it counts as free and awaits cleanup.
     Expired,
+    /// It was bound to a locker session that has ended (the locker closed or
+    /// its process died); it counts as free and awaits cleanup.
+    HolderGone,
 }
 
 /// A locker that can show what it stores.

@@ -68,6 +68,7 @@ fn sweep_once(store: &Store, clock: &dyn Clock, elected: &mut Option<HeldLock>) 
     if elected.is_none() {
         return Ok(());
     }
+    flock::remove_dead_sessions(store.sidecar())?;
     match store.cleanup(clock.now()) {
         // A busy file is swept at the next tick.
         Ok(_) | Err(Error::Busy { .. }) => Ok(()),

@@ -132,3 +132,137 @@ fn is_contended(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
         || e.raw_os_error() == fs2::lock_contended_error().raw_os_error()
 }
+
+/// The folder of session files inside the sidecar folder.
+const SESSIONS: &str = "sessions";
+
+/// An open locker's session: a file in `sessions/` that the locker holds
+/// exclusively for as long as it is open. Locks bound to the session count
+/// only while another process cannot lock that file, so they are free the
+/// moment the locker closes or its process dies, whatever its pid becomes.
+#[derive(Debug)]
+pub(crate) struct Session {
+    id: u64,
+    path: PathBuf,
+    _held: HeldLock,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Removed while still locked, so no one takes a new session's file
+        // for this one. A file left behind (a failure here, or a crash) is
+        // removed by the next sweep.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Session {
+    /// Starts a new session with a random id.
+    pub(crate) fn start(sidecar: &Path) -> Result<Session> {
+        let dir = sidecar.join(SESSIONS);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(dir, "create the sessions folder", e)),
+        }
+        let id = random_id();
+        // Locked under a temporary name and then renamed, so that no one sees
+        // the file unlocked under its final name and takes the session for dead.
+        let temporary = dir.join(format!(".{id:016x}.new"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temporary)
+            .map_err(|e| Error::io(&temporary, "create the session file", e))?;
+        FileExt::try_lock_exclusive(&file)
+            .map_err(|e| Error::io(&temporary, "lock the session file", e))?;
+        let path = session_path(sidecar, id);
+        fs::rename(&temporary, &path).map_err(|e| Error::io(&path, "name the session file", e))?;
+        Ok(Session {
+            id,
+            path,
+            _held: HeldLock { file },
+        })
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+fn session_path(sidecar: &Path, id: u64) -> PathBuf {
+    sidecar.join(SESSIONS).join(format!("{id:016x}.lock"))
+}
+
+/// A random, non-zero 64-bit id, from the standard library's randomly keyed
+/// hasher (seeded by the operating system), the time and the process id.
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish().max(1)
+}
+
+/// Whether the session `id` is still open, in any process.
+pub(crate) fn session_alive(sidecar: &Path, id: u64) -> Result<bool> {
+    let path = session_path(sidecar, id);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, "open the session file", e)),
+    };
+    // A shared probe: probes of one session never block each other.
+    match FileExt::try_lock_shared(&file) {
+        Ok(()) => Ok(false),
+        Err(e) if is_contended(&e) => Ok(true),
+        Err(e) => Err(Error::io(path, "probe the session file", e)),
+    }
+}
+
+/// Removes the files of sessions that have ended, and returns how many.
+pub(crate) fn remove_dead_sessions(sidecar: &Path) -> Result<usize> {
+    let dir = sidecar.join(SESSIONS);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, "list the sessions folder", e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&dir, "list the sessions folder", e))?;
+        let path = entry.path();
+        // A session being started is unlocked for a moment under its
+        // temporary name; leave such files alone unless they are old.
+        let starting = entry.file_name().to_string_lossy().starts_with('.');
+        let young = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() < Duration::from_secs(60))
+        };
+        if starting && young() {
+            continue;
+        }
+        let Ok(file) = File::open(&path) else {
+            continue; // removed by someone else meanwhile
+        };
+        // Held while the file is removed, so its session cannot be running.
+        if FileExt::try_lock_exclusive(&file).is_ok() {
+            match fs::remove_file(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, "remove the dead session file", e)),
+            }
+        }
+    }
+    Ok(removed)
+}

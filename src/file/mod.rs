@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::cleanup::{ErrorCallback, Sweeper};
-use self::schema::{LOCKS, Tables};
+use self::schema::{LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
@@ -78,6 +78,8 @@ pub struct FileLocker<T> {
 struct Inner {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
+    // Whether the trait's `acquire` binds locks to this handle's session.
+    bind: bool,
     _sweeper: Option<Sweeper>,
 }
 
@@ -116,6 +118,7 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
             clock: Arc::new(SystemClock),
             cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
             background_cleanup: true,
+            bind_to_session: false,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_size: DEFAULT_CACHE_SIZE,
             on_cleanup_error: Arc::new(cleanup::print_error),
@@ -151,6 +154,12 @@ impl<T> FileLocker<T> {
         Ok(found.map(|guard| guard.value().to_vec()))
     }
 
+    /// Whether a stored lock holds its key at `now` (ns): not expired, and
+    /// its holder not gone.
+    fn counts(&self, stored: &Stored, now: u64) -> Result<bool> {
+        Ok(!stored.is_expired_at(now) && !self.store().holder_gone(stored.session)?)
+    }
+
     /// Runs `f` on the lock tables in a write transaction, with the time read
     /// after the transaction began, so no other writer can act between the
     /// time and the decision.
@@ -183,6 +192,7 @@ pub struct FileLockerBuilder<T> {
     clock: Arc<dyn Clock>,
     cleanup_interval: Duration,
     background_cleanup: bool,
+    bind_to_session: bool,
     busy_timeout: Duration,
     cache_size: usize,
     on_cleanup_error: ErrorCallback,
@@ -195,6 +205,7 @@ impl<T> fmt::Debug for FileLockerBuilder<T> {
             .field("path", &self.path)
             .field("cleanup_interval", &self.cleanup_interval)
             .field("background_cleanup", &self.background_cleanup)
+            .field("bind_to_session", &self.bind_to_session)
             .field("busy_timeout", &self.busy_timeout)
             .field("cache_size", &self.cache_size)
             .finish_non_exhaustive()
@@ -223,6 +234,20 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
     /// [`CleanableLocker::cleanup`] yourself.
     pub fn background_cleanup(mut self, enabled: bool) -> FileLockerBuilder<T> {
         self.background_cleanup = enabled;
+        self
+    }
+
+    /// Whether locks taken with [`Locker::acquire`] are bound to this
+    /// handle's session (default: `false`).
+    ///
+    /// A bound lock counts only while the handle that took it is open: when
+    /// its last clone drops or its process dies (even by SIGKILL), the lock
+    /// is free for everyone at once, whatever its expiry. An unbound lock
+    /// counts until it expires or is released, whoever is left. Locks are
+    /// detected as orphaned through OS file locks on a session file in the
+    /// sidecar folder, so a reused process id cannot keep a lock alive.
+    pub fn bind_to_session(mut self, bind: bool) -> FileLockerBuilder<T> {
+        self.bind_to_session = bind;
         self
     }
 
@@ -301,6 +326,7 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
             inner: Arc::new(Inner {
                 store,
                 clock: self.clock,
+                bind: self.bind_to_session,
                 _sweeper: sweeper,
             }),
             value: PhantomData,
@@ -347,6 +373,17 @@ impl<T: DeserializeOwned> FileLocker<T> {
         })
     }
 
+    /// Whether a stored lock counts: not expired and its holder not gone.
+    fn state_of(&self, record: &Record<'_>, now: SystemTime) -> Result<LockState> {
+        Ok(if record.is_expired_at(now) {
+            LockState::Expired
+        } else if self.store().holder_gone(record.session)? {
+            LockState::HolderGone
+        } else {
+            LockState::Live
+        })
+    }
+
     fn info_of(&self, key: &str, bytes: &[u8], now: SystemTime) -> Result<LockInfo<T>> {
         let record = schema::decode_record(self.path(), key, bytes)?;
         Ok(LockInfo {
@@ -358,13 +395,12 @@ impl<T: DeserializeOwned> FileLocker<T> {
             acquired_at: time_from_nanos(record.acquired),
             holder: Holder {
                 pid: record.pid,
-                alive: None,
+                alive: match record.session {
+                    None => None,
+                    session => Some(!self.store().holder_gone(session)?),
+                },
             },
-            state: if record.is_expired_at(now) {
-                LockState::Expired
-            } else {
-                LockState::Live
-            },
+            state: self.state_of(&record, now)?,
         })
     }
 }
@@ -406,7 +442,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             return Ok(false);
         };
         let record = schema::decode_record(self.path(), key, &bytes)?;
-        Ok(!record.is_expired_at(self.now()))
+        Ok(self.state_of(&record, self.now())? == LockState::Live)
     }
 
     fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
@@ -415,7 +451,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             return Ok(None);
         };
         let record = schema::decode_record(self.path(), key, &bytes)?;
-        if record.is_expired_at(self.now()) {
+        if self.state_of(&record, self.now())? != LockState::Live {
             return Ok(None);
         }
         Ok(Some(LockValue {
@@ -431,7 +467,9 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         let expires = lock.expires_at.map(check_expiry).transpose()?;
         self.decide(|tables, now| {
             let old = tables.get(key)?;
-            if old.as_ref().is_some_and(|old| !old.is_expired_at(now)) {
+            if let Some(old) = &old
+                && self.counts(old, now)?
+            {
                 return Ok((false, false));
             }
             // The new lock replaces any expired entry; one that is itself
@@ -448,7 +486,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
                 acquired: now,
                 pid: std::process::id(),
                 expires,
-                session: None,
+                session: self.inner.bind.then(|| self.store().session()),
                 token: lock.token.as_deref(),
                 value: &value,
             };
@@ -461,8 +499,9 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         check_key(key)?;
         self.decide(|tables, now| match tables.get(key)? {
             Some(old) => {
+                let held = self.counts(&old, now)?;
                 tables.remove(key, &old)?;
-                Ok((!old.is_expired_at(now), true))
+                Ok((held, true))
             }
             None => Ok((false, false)),
         })
@@ -495,7 +534,7 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
             let Some(old) = tables.get(key)? else {
                 return Ok((false, false));
             };
-            if old.is_expired_at(now) || old.token.as_deref() != Some(token) {
+            if old.token.as_deref() != Some(token) || !self.counts(&old, now)? {
                 return Ok((false, false));
             }
             let renewed = Record {
@@ -513,8 +552,9 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
         check_token(token)?;
         self.decide(|tables, now| match tables.get(key)? {
             Some(old) if old.token.as_deref() == Some(token) => {
+                let held = self.counts(&old, now)?;
                 tables.remove(key, &old)?;
-                Ok((!old.is_expired_at(now), true))
+                Ok((held, true))
             }
             _ => Ok((false, false)),
         })

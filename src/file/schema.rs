@@ -5,10 +5,13 @@
 //!                                         "fence" = the last fence handed out
 //! hostlock_locks   &str (key)   -> &[u8] a value::Record
 //! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
+//! hostlock_holder  (u64, &str)  -> ()    (session of the holder, key)
 //! ```
 //!
 //! The expiry index holds exactly the locks that have an expiry, so a cleanup
-//! reads only the index entries that have expired.
+//! reads only the index entries that have expired. The holder index holds the
+//! locks bound to a session, so a cleanup finds the locks of ended sessions by
+//! looking at each session once.
 
 use std::path::Path;
 
@@ -25,6 +28,8 @@ pub(crate) const LOCKS: TableDefinition<'static, &str, &[u8]> =
     TableDefinition::new("hostlock_locks");
 pub(crate) const EXPIRY: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_expiry");
+pub(crate) const HOLDER: TableDefinition<'static, (u64, &str), ()> =
+    TableDefinition::new("hostlock_holder");
 
 /// The version of the file layout above, stored under `FORMAT_KEY`.
 pub(crate) const FORMAT_VERSION: u64 = 1;
@@ -73,6 +78,7 @@ pub(crate) fn check_or_init(store: &Store) -> Result<()> {
         }
         tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
         tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?;
+        tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?;
         Ok(((), true))
     })?;
     check_format(store)
@@ -98,6 +104,8 @@ fn check_format(store: &Store) -> Result<()> {
             read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
             read.open_table(EXPIRY)
                 .map_err(|e| storage_error(path, e))?;
+            read.open_table(HOLDER)
+                .map_err(|e| storage_error(path, e))?;
             Ok(())
         }
         Some(other) => Err(Error::UnsupportedVersion {
@@ -113,6 +121,7 @@ fn check_format(store: &Store) -> Result<()> {
 pub(crate) struct Stored {
     pub(crate) bytes: Vec<u8>,
     pub(crate) expires: Option<u64>,
+    pub(crate) session: Option<u64>,
     pub(crate) token: Option<String>,
 }
 
@@ -128,6 +137,7 @@ pub(crate) struct Tables<'a> {
     meta: Table<'a, &'static str, u64>,
     locks: Table<'a, &'static str, &'static [u8]>,
     expiry: Table<'a, (u64, &'static str), ()>,
+    holder: Table<'a, (u64, &'static str), ()>,
 }
 
 impl<'a> Tables<'a> {
@@ -137,6 +147,7 @@ impl<'a> Tables<'a> {
             meta: tx.open_table(META).map_err(|e| storage_error(path, e))?,
             locks: tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?,
             expiry: tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?,
+            holder: tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?,
         })
     }
 
@@ -150,10 +161,12 @@ impl<'a> Tables<'a> {
         };
         let bytes = guard.value().to_vec();
         let record = decode_record(self.path, key, &bytes)?;
-        let (expires, token) = (record.expires, record.token.map(str::to_owned));
+        let (expires, session) = (record.expires, record.session);
+        let token = record.token.map(str::to_owned);
         Ok(Some(Stored {
             bytes,
             expires,
+            session,
             token,
         }))
     }
@@ -175,7 +188,7 @@ impl<'a> Tables<'a> {
         Ok(next)
     }
 
-    /// Removes the entry under `key` and its index entry.
+    /// Removes the entry under `key` and its index entries.
     pub(crate) fn remove(&mut self, key: &str, stored: &Stored) -> Result<()> {
         self.locks
             .remove(key)
@@ -183,6 +196,11 @@ impl<'a> Tables<'a> {
         if let Some(at) = stored.expires {
             self.expiry
                 .remove((at, key))
+                .map_err(|e| storage_error(self.path, e))?;
+        }
+        if let Some(session) = stored.session {
+            self.holder
+                .remove((session, key))
                 .map_err(|e| storage_error(self.path, e))?;
         }
         Ok(())
@@ -198,7 +216,64 @@ impl<'a> Tables<'a> {
                 .insert((at, key), ())
                 .map_err(|e| storage_error(self.path, e))?;
         }
+        if let Some(session) = record.session {
+            self.holder
+                .insert((session, key), ())
+                .map_err(|e| storage_error(self.path, e))?;
+        }
         Ok(())
+    }
+
+    /// Removes every lock bound to a session for which `ended` says so, and
+    /// returns how many. Asks once per session that holds locks.
+    pub(crate) fn remove_orphans(
+        &mut self,
+        mut ended: impl FnMut(u64) -> Result<bool>,
+    ) -> Result<usize> {
+        let mut removed = 0;
+        let mut from = 0u64;
+        loop {
+            let next = self
+                .holder
+                .range((from, "")..)
+                .map_err(|e| storage_error(self.path, e))?
+                .next()
+                .transpose()
+                .map_err(|e| storage_error(self.path, e))?
+                .map(|(k, _)| k.value().0);
+            let Some(session) = next else {
+                return Ok(removed);
+            };
+            if ended(session)? {
+                let mut keys = Vec::new();
+                let range = match session.checked_add(1) {
+                    Some(next) => self.holder.range((session, "")..(next, "")),
+                    None => self.holder.range((session, "")..),
+                };
+                for entry in range.map_err(|e| storage_error(self.path, e))? {
+                    let (k, _) = entry.map_err(|e| storage_error(self.path, e))?;
+                    keys.push(k.value().1.to_owned());
+                }
+                for key in keys {
+                    match self.get(&key)? {
+                        Some(stored) if stored.session == Some(session) => {
+                            self.remove(&key, &stored)?;
+                            removed += 1;
+                        }
+                        // A damaged index: drop the entry alone.
+                        _ => {
+                            self.holder
+                                .remove((session, key.as_str()))
+                                .map_err(|e| storage_error(self.path, e))?;
+                        }
+                    }
+                }
+            }
+            match session.checked_add(1) {
+                Some(next) => from = next,
+                None => return Ok(removed),
+            }
+        }
     }
 
     /// Removes every entry whose expiry is before `now_nanos` and returns how
@@ -224,9 +299,7 @@ impl<'a> Tables<'a> {
             if let Some(stored) = self.get(&key)?
                 && stored.expires == Some(at)
             {
-                self.locks
-                    .remove(key.as_str())
-                    .map_err(|e| storage_error(self.path, e))?;
+                self.remove(&key, &stored)?;
                 removed += 1;
             }
         }
@@ -234,9 +307,14 @@ impl<'a> Tables<'a> {
     }
 }
 
-/// Whether any entry of the index expired before `now_nanos`, from a read
-/// transaction: the cheap check the cleanup thread makes before writing.
-pub(crate) fn any_expired(store: &Store, now_nanos: u64) -> Result<bool> {
+/// Whether a cleanup would find anything, from a read transaction: the
+/// cheap check made before writing. Something has expired before
+/// `now_nanos`, or a session holding locks has ended by `ended`.
+pub(crate) fn anything_to_clean(
+    store: &Store,
+    now_nanos: u64,
+    mut ended: impl FnMut(u64) -> Result<bool>,
+) -> Result<bool> {
     let path = store.path();
     let read = store
         .db()
@@ -246,7 +324,32 @@ pub(crate) fn any_expired(store: &Store, now_nanos: u64) -> Result<bool> {
         .open_table(EXPIRY)
         .map_err(|e| storage_error(path, e))?;
     let first = expiry.first().map_err(|e| storage_error(path, e))?;
-    Ok(first.is_some_and(|(k, _)| k.value().0 < now_nanos))
+    if first.is_some_and(|(k, _)| k.value().0 < now_nanos) {
+        return Ok(true);
+    }
+    let holder = read
+        .open_table(HOLDER)
+        .map_err(|e| storage_error(path, e))?;
+    let mut from = 0u64;
+    loop {
+        let next = holder
+            .range((from, "")..)
+            .map_err(|e| storage_error(path, e))?
+            .next()
+            .transpose()
+            .map_err(|e| storage_error(path, e))?
+            .map(|(k, _)| k.value().0);
+        let Some(session) = next else {
+            return Ok(false);
+        };
+        if ended(session)? {
+            return Ok(true);
+        }
+        match session.checked_add(1) {
+            Some(next) => from = next,
+            None => return Ok(false),
+        }
+    }
 }
 
 pub(crate) fn decode_record<'b>(path: &Path, key: &str, bytes: &'b [u8]) -> Result<Record<'b>> {

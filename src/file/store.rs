@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use redb::{ConcurrencyMode, Database, TransactionError, WriteTransaction};
 
-use super::flock::{self, HeldLock};
+use super::flock::{self, HeldLock, Session};
 use super::schema::{self, Tables};
 use crate::error::{Error, Result};
 use crate::value::now_nanos;
@@ -37,6 +37,7 @@ pub(crate) struct Store {
     // This process's writers take turns here, waking as soon as the one before
     // them is done; only the wait for other processes polls.
     gate: Gate,
+    session: Session,
     _member: HeldLock,
 }
 
@@ -64,6 +65,8 @@ impl Store {
     ) -> Result<Store> {
         recognise(path)?;
         let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
+        flock::remove_dead_sessions(&sidecar)?;
+        let session = Session::start(&sidecar)?;
         // redb's open waits without bound behind a process stopped inside a
         // commit, so it runs on a helper thread that this call stops waiting
         // for at the deadline. A late result is dropped, closing the database.
@@ -105,6 +108,7 @@ impl Store {
             sidecar,
             busy_timeout,
             gate: Gate::default(),
+            session,
             _member: member,
         })
     }
@@ -161,15 +165,33 @@ impl Store {
         Ok(result)
     }
 
-    /// Removes every lock that expired before `now`; a read transaction first
-    /// checks the index, so a file with nothing expired is not written.
+    /// This handle's session: locks bound to it count while it is open.
+    pub(crate) fn session(&self) -> u64 {
+        self.session.id()
+    }
+
+    /// Whether the holder of a lock bound to `session` is gone: its locker
+    /// closed or its process died. `None` (a lock bound to no session) never is.
+    pub(crate) fn holder_gone(&self, session: Option<u64>) -> Result<bool> {
+        match session {
+            None => Ok(false),
+            Some(id) if id == self.session.id() => Ok(false),
+            Some(id) => Ok(!flock::session_alive(&self.sidecar, id)?),
+        }
+    }
+
+    /// Removes every lock that expired before `now` or whose holder is gone;
+    /// a read transaction first checks the indexes, so a file with nothing to
+    /// remove is not written.
     pub(crate) fn cleanup(&self, now: SystemTime) -> Result<usize> {
         let now = now_nanos(now);
-        if !schema::any_expired(self, now)? {
+        let gone = |session| self.holder_gone(Some(session));
+        if !schema::anything_to_clean(self, now, gone)? {
             return Ok(0);
         }
         self.write(|tx| {
-            let removed = Tables::open(&self.path, tx)?.remove_expired(now)?;
+            let mut tables = Tables::open(&self.path, tx)?;
+            let removed = tables.remove_expired(now)? + tables.remove_orphans(gone)?;
             Ok((removed, true))
         })
     }
