@@ -119,6 +119,13 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// A background thread could not be started.
+    Thread {
+        /// Which thread.
+        name: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
     /// The storage engine reported an error not covered by a more specific variant.
     Storage {
         /// The path of the file.
@@ -197,6 +204,9 @@ impl fmt::Display for Error {
                 action,
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Error::Thread { name, source } => {
+                write!(f, "cannot start the {name} thread: {source}")
+            }
             Error::Storage { path, detail } => {
                 write!(f, "storage error in {}: {detail}", path.display())
             }
@@ -207,7 +217,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } | Error::Thread { source, .. } => Some(source),
             _ => None,
         }
     }

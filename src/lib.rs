@@ -73,6 +73,7 @@
 mod clock;
 mod error;
 mod file;
+mod guard;
 mod info;
 mod locker;
 mod memory;
@@ -84,6 +85,7 @@ pub use crate::file::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, FileLocker,
     FileLockerBuilder,
 };
+pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 pub use crate::memory::MemoryLocker;

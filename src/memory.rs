@@ -2,21 +2,22 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
+use crate::guard::{Lease, LeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
-use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token};
+use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token, expiry_after};
 
 /// A locker that keeps its locks in memory, shared by the threads of one
 /// process.
 ///
 /// It follows the same contract as [`FileLocker`](crate::FileLocker), so it
 /// serves for tests and for programs that run as a single process. Its locks
-/// are gone when it is dropped. Share it between threads in an [`Arc`].
+/// are gone when it is dropped. It is cheap to clone: clones share the locks.
 ///
 /// ```
 /// use hostlock::{Locker, LockValue, MemoryLocker};
@@ -28,8 +29,22 @@ use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token};
 /// # Ok::<(), hostlock::Error>(())
 /// ```
 pub struct MemoryLocker<T> {
+    shared: Arc<Shared<T>>,
+}
+
+struct Shared<T> {
     state: Mutex<State<T>>,
+    // Notified whenever an entry is removed, for the threads waiting for a key.
+    released: Condvar,
     clock: Arc<dyn Clock>,
+}
+
+impl<T> Clone for MemoryLocker<T> {
+    fn clone(&self) -> MemoryLocker<T> {
+        MemoryLocker {
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 struct State<T> {
@@ -61,6 +76,21 @@ impl<T> State<T> {
             self.by_expiry.insert((at, key.to_owned()));
         }
         self.locks.insert(key.to_owned(), entry);
+    }
+
+    /// Stores `lock` under `key` with the next fence, and returns the fence.
+    fn grant(&mut self, key: &str, lock: LockValue<T>, now: SystemTime) -> u64 {
+        self.fence += 1;
+        let fence = self.fence;
+        self.insert(
+            key,
+            Entry {
+                lock,
+                fence,
+                acquired: now,
+            },
+        );
+        fence
     }
 
     fn live(&self, key: &str, now: SystemTime) -> Option<&Entry<T>> {
@@ -99,19 +129,33 @@ impl<T> MemoryLocker<T> {
     /// An empty locker that reads the time from `clock`.
     pub fn with_clock(clock: impl Clock + 'static) -> MemoryLocker<T> {
         MemoryLocker {
-            state: Mutex::new(State {
-                locks: HashMap::new(),
-                by_expiry: BTreeSet::new(),
-                fence: 0,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    locks: HashMap::new(),
+                    by_expiry: BTreeSet::new(),
+                    fence: 0,
+                }),
+                released: Condvar::new(),
+                clock: Arc::new(clock),
             }),
-            clock: Arc::new(clock),
         }
     }
 
     // A panic while the mutex was held cannot leave the maps half-updated in a
     // way that matters: every mutation is a single insert or remove pair.
     fn state(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn clock_now(&self) -> SystemTime {
+        self.shared.clock.now()
+    }
+
+    fn notify_released(&self) {
+        self.shared.released.notify_all();
     }
 }
 
@@ -132,21 +176,21 @@ impl<T> fmt::Debug for MemoryLocker<T> {
 impl<T: Clone> Locker<T> for MemoryLocker<T> {
     fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        Ok(self.state().live(key, self.clock.now()).is_some())
+        Ok(self.state().live(key, self.clock_now()).is_some())
     }
 
     fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
         check_key(key)?;
         Ok(self
             .state()
-            .live(key, self.clock.now())
+            .live(key, self.clock_now())
             .map(|e| e.lock.clone()))
     }
 
     fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
         check_lock(key, &lock)?;
         let mut state = self.state();
-        let now = self.clock.now();
+        let now = self.clock_now();
         if state.live(key, now).is_some() {
             return Ok(false);
         }
@@ -155,29 +199,23 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         if lock.is_expired_at(now) {
             state.remove(key);
         } else {
-            state.fence += 1;
-            let entry = Entry {
-                lock,
-                fence: state.fence,
-                acquired: now,
-            };
-            state.insert(key, entry);
+            state.grant(key, lock, now);
         }
         Ok(true)
     }
 
     fn release(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let now = self.clock.now();
-        Ok(self
-            .state()
-            .remove(key)
-            .is_some_and(|old| !old.lock.is_expired_at(now)))
+        let now = self.clock_now();
+        let old = self.state().remove(key);
+        self.notify_released();
+        Ok(old.is_some_and(|old| !old.lock.is_expired_at(now)))
     }
 
     fn force_release(&self, key: &str) -> Result<()> {
         check_key(key)?;
         self.state().remove(key);
+        self.notify_released();
         Ok(())
     }
 }
@@ -185,7 +223,7 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
 impl<T: Clone> CleanableLocker<T> for MemoryLocker<T> {
     fn cleanup(&self) -> Result<usize> {
         let mut state = self.state();
-        let now = self.clock.now();
+        let now = self.clock_now();
         let expired: Vec<String> = state
             .by_expiry
             .iter()
@@ -195,6 +233,7 @@ impl<T: Clone> CleanableLocker<T> for MemoryLocker<T> {
         for key in &expired {
             state.remove(key);
         }
+        self.notify_released();
         Ok(expired.len())
     }
 }
@@ -205,7 +244,7 @@ impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
         check_token(token)?;
         check_expiry(expires_at)?;
         let mut state = self.state();
-        let now = self.clock.now();
+        let now = self.clock_now();
         if expires_at <= now {
             return Ok(false);
         }
@@ -224,11 +263,12 @@ impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
         check_key(key)?;
         check_token(token)?;
         let mut state = self.state();
-        let now = self.clock.now();
+        let now = self.clock_now();
         match state.locks.get(key) {
             Some(entry) if entry.lock.token.as_deref() == Some(token) => {
                 let live = !entry.lock.is_expired_at(now);
                 state.remove(key);
+                self.notify_released();
                 Ok(live)
             }
             _ => Ok(false),
@@ -239,12 +279,12 @@ impl<T: Clone> RenewableLocker<T> for MemoryLocker<T> {
 impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
     fn info(&self, key: &str) -> Result<Option<LockInfo<T>>> {
         check_key(key)?;
-        let now = self.clock.now();
+        let now = self.clock_now();
         Ok(self.state().locks.get(key).map(|e| e.info(key, now)))
     }
 
     fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
-        let now = self.clock.now();
+        let now = self.clock_now();
         let state = self.state();
         let mut all: Vec<LockInfo<T>> = state
             .locks
@@ -254,5 +294,52 @@ impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
             .collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(all)
+    }
+}
+
+/// How often a waiter looks whether the lock it waits for has expired.
+const EXPIRY_POLL: Duration = Duration::from_millis(5);
+
+impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<Option<Lease>> {
+        check_key(key)?;
+        check_token(token)?;
+        let mut state = self.state();
+        let now = self.clock_now();
+        if state.live(key, now).is_some() {
+            return Ok(None);
+        }
+        let expires_at = ttl.map(|ttl| expiry_after(now, ttl));
+        let lock = LockValue {
+            value,
+            expires_at,
+            token: Some(token.to_owned()),
+        };
+        let fence = state.grant(key, lock, now);
+        Ok(Some(Lease { fence, expires_at }))
+    }
+
+    fn wait_for_release(&self, key: &str, timeout: Duration) {
+        let state = self.state();
+        if state.live(key, self.clock_now()).is_none() {
+            return;
+        }
+        // A release wakes the wait at once; an expiry is no notification,
+        // so look again at least every few milliseconds.
+        let _ = self
+            .shared
+            .released
+            .wait_timeout(state, timeout.min(EXPIRY_POLL))
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock_now()
     }
 }

@@ -53,10 +53,7 @@ impl<T> LockValue<T> {
     /// there. Code that runs under an injected [`Clock`](crate::Clock) should
     /// use [`expiring_at`](Self::expiring_at) with that clock's time instead.
     pub fn with_ttl(self, ttl: Duration) -> LockValue<T> {
-        let at = SystemTime::now()
-            .checked_add(ttl)
-            .map_or(latest_expiry(), |at| at.min(latest_expiry()));
-        self.expiring_at(at)
+        self.expiring_at(expiry_after(SystemTime::now(), ttl))
     }
 
     /// Sets the owner token.
@@ -76,6 +73,12 @@ impl<T> LockValue<T> {
 /// the Unix epoch, in the year 2554.
 pub fn latest_expiry() -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::MAX - 1)
+}
+
+/// `now + ttl`, capped at [`latest_expiry`].
+pub(crate) fn expiry_after(now: SystemTime, ttl: Duration) -> SystemTime {
+    now.checked_add(ttl)
+        .map_or(latest_expiry(), |at| at.min(latest_expiry()))
 }
 
 pub(crate) fn is_expired(expires_at: Option<SystemTime>, now: SystemTime) -> bool {

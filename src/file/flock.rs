@@ -165,7 +165,7 @@ impl Session {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(dir, "create the sessions folder", e)),
         }
-        let id = random_id();
+        let id = crate::guard::random_u64().max(1);
         // Locked under a temporary name and then renamed, so that no one sees
         // the file unlocked under its final name and takes the session for dead.
         let temporary = dir.join(format!(".{id:016x}.new"));
@@ -193,23 +193,6 @@ impl Session {
 
 fn session_path(sidecar: &Path, id: u64) -> PathBuf {
     sidecar.join(SESSIONS).join(format!("{id:016x}.lock"))
-}
-
-/// A random, non-zero 64-bit id, from the standard library's randomly keyed
-/// hasher (seeded by the operating system), the time and the process id.
-pub(crate) fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u32(std::process::id());
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish().max(1)
 }
 
 /// Whether the session `id` is still open, in any process.

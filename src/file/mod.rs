@@ -11,7 +11,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
@@ -22,11 +22,12 @@ use self::schema::{LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::guard::{Lease, LeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
     LockValue, Record, check_expiry, check_key, check_lock, check_token, decode_value,
-    encode_value, now_nanos, time_from_nanos,
+    encode_value, expiry_after, expiry_nanos, now_nanos, time_from_nanos,
 };
 
 /// How long a call waits for other writers before [`Error::Busy`], by default.
@@ -133,7 +134,7 @@ impl<T> FileLocker<T> {
         self.inner.store.path()
     }
 
-    fn now(&self) -> SystemTime {
+    fn clock_now(&self) -> SystemTime {
         self.inner.clock.now()
     }
 
@@ -154,6 +155,55 @@ impl<T> FileLocker<T> {
         Ok(found.map(|guard| guard.value().to_vec()))
     }
 
+    /// Stores a lock under `key` unless a lock that counts is there.
+    fn grant(
+        &self,
+        key: &str,
+        value: &[u8],
+        token: Option<&str>,
+        expiry: Expiry,
+        session: Option<u64>,
+    ) -> Result<Granted> {
+        self.decide(|tables, now| {
+            let old = tables.get(key)?;
+            if let Some(old) = &old
+                && self.counts(old, now)?
+            {
+                return Ok((Granted::Refused, false));
+            }
+            // The new lock replaces any expired entry; one that is itself
+            // already expired leaves the key free.
+            let replaced = old.is_some();
+            if let Some(old) = old {
+                tables.remove(key, &old)?;
+            }
+            let expires = match expiry {
+                Expiry::At(at) => at,
+                Expiry::After(ttl) => {
+                    ttl.and_then(|ttl| expiry_nanos(expiry_after(time_from_nanos(now), ttl)))
+                }
+            };
+            if expires.is_some_and(|at| at < now) {
+                return Ok((Granted::Vacuous, replaced));
+            }
+            let record = Record {
+                fence: tables.next_fence()?,
+                acquired: now,
+                pid: std::process::id(),
+                expires,
+                session,
+                token,
+                value,
+            };
+            tables.insert(key, &record)?;
+            let lease = Lease {
+                fence: record.fence,
+                expires_at: record.expires_at(),
+            };
+            Ok((Granted::Stored(lease), true))
+        })
+    }
+
     /// Whether a stored lock holds its key at `now` (ns): not expired, and
     /// its holder not gone.
     fn counts(&self, stored: &Stored, now: u64) -> Result<bool> {
@@ -166,8 +216,68 @@ impl<T> FileLocker<T> {
     fn decide<R>(&self, f: impl FnOnce(&mut Tables<'_>, u64) -> Result<(R, bool)>) -> Result<R> {
         self.store().write(|tx| {
             let mut tables = Tables::open(self.path(), tx)?;
-            f(&mut tables, now_nanos(self.now()))
+            f(&mut tables, now_nanos(self.clock_now()))
         })
+    }
+}
+
+/// When a granted lock expires: at a given time, or a TTL after the decision.
+enum Expiry {
+    At(Option<u64>),
+    After(Option<Duration>),
+}
+
+enum Granted {
+    Refused,
+    /// Granted, but already expired: the key stays free.
+    Vacuous,
+    Stored(Lease),
+}
+
+/// How long a waiter for a key held by another process sleeps between looks.
+const CROSS_PROCESS_POLL: Duration = Duration::from_millis(2);
+
+impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
+    fn acquire_lease(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<Option<Lease>> {
+        check_key(key)?;
+        check_token(token)?;
+        let value = encode_value(&value)?;
+        let session = Some(self.store().session());
+        match self.grant(key, &value, Some(token), Expiry::After(ttl), session)? {
+            Granted::Stored(lease) => Ok(Some(lease)),
+            Granted::Refused | Granted::Vacuous => Ok(None),
+        }
+    }
+
+    fn wait_for_release(&self, key: &str, timeout: Duration) {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            // Read the count first, so a release committed meanwhile by this
+            // handle is not missed.
+            let seen = self.store().commits();
+            if !matches!(self.exists(key), Ok(true)) {
+                return;
+            }
+            let left = deadline.map_or(CROSS_PROCESS_POLL, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return;
+            }
+            // A release by this handle wakes the wait at once; one by
+            // another process is seen at the next look.
+            self.store().wait_commit(seen, left.min(CROSS_PROCESS_POLL));
+        }
+    }
+
+    fn now(&self) -> SystemTime {
+        self.inner.clock.now()
     }
 }
 
@@ -408,7 +518,7 @@ impl<T: DeserializeOwned> FileLocker<T> {
 impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
     fn info(&self, key: &str) -> Result<Option<LockInfo<T>>> {
         check_key(key)?;
-        let now = self.now();
+        let now = self.clock_now();
         self.read_raw(key)?
             .map(|bytes| self.info_of(key, &bytes, now))
             .transpose()
@@ -416,7 +526,7 @@ impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
 
     fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
         let path = self.path();
-        let now = self.now();
+        let now = self.clock_now();
         let read = self
             .store()
             .db()
@@ -442,7 +552,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             return Ok(false);
         };
         let record = schema::decode_record(self.path(), key, &bytes)?;
-        Ok(self.state_of(&record, self.now())? == LockState::Live)
+        Ok(self.state_of(&record, self.clock_now())? == LockState::Live)
     }
 
     fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
@@ -451,7 +561,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             return Ok(None);
         };
         let record = schema::decode_record(self.path(), key, &bytes)?;
-        if self.state_of(&record, self.now())? != LockState::Live {
+        if self.state_of(&record, self.clock_now())? != LockState::Live {
             return Ok(None);
         }
         Ok(Some(LockValue {
@@ -464,35 +574,10 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
     fn acquire(&self, key: &str, lock: LockValue<T>) -> Result<bool> {
         check_lock(key, &lock)?;
         let value = encode_value(&lock.value)?;
-        let expires = lock.expires_at.map(check_expiry).transpose()?;
-        self.decide(|tables, now| {
-            let old = tables.get(key)?;
-            if let Some(old) = &old
-                && self.counts(old, now)?
-            {
-                return Ok((false, false));
-            }
-            // The new lock replaces any expired entry; one that is itself
-            // already expired leaves the key free.
-            let replaced = old.is_some();
-            if let Some(old) = old {
-                tables.remove(key, &old)?;
-            }
-            if expires.is_some_and(|at| at < now) {
-                return Ok((true, replaced));
-            }
-            let record = Record {
-                fence: tables.next_fence()?,
-                acquired: now,
-                pid: std::process::id(),
-                expires,
-                session: self.inner.bind.then(|| self.store().session()),
-                token: lock.token.as_deref(),
-                value: &value,
-            };
-            tables.insert(key, &record)?;
-            Ok((true, true))
-        })
+        let expiry = Expiry::At(lock.expires_at.map(check_expiry).transpose()?);
+        let session = self.inner.bind.then(|| self.store().session());
+        let granted = self.grant(key, &value, lock.token.as_deref(), expiry, session)?;
+        Ok(!matches!(granted, Granted::Refused))
     }
 
     fn release(&self, key: &str) -> Result<bool> {
@@ -518,7 +603,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
 
 impl<T: Serialize + DeserializeOwned> CleanableLocker<T> for FileLocker<T> {
     fn cleanup(&self) -> Result<usize> {
-        self.store().cleanup(self.now())
+        self.store().cleanup(self.clock_now())
     }
 }
 

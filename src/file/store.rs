@@ -37,6 +37,9 @@ pub(crate) struct Store {
     // This process's writers take turns here, waking as soon as the one before
     // them is done; only the wait for other processes polls.
     gate: Gate,
+    // Counts this handle's commits; waiters for a key wake when it moves.
+    commits: Mutex<u64>,
+    committed: Condvar,
     session: Session,
     _member: HeldLock,
 }
@@ -108,6 +111,8 @@ impl Store {
             sidecar,
             busy_timeout,
             gate: Gate::default(),
+            commits: Mutex::new(0),
+            committed: Condvar::new(),
             session,
             _member: member,
         })
@@ -159,10 +164,27 @@ impl Store {
         let (result, commit) = f(&tx)?;
         if commit {
             tx.commit().map_err(|e| storage_error(&self.path, e))?;
+            *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            self.committed.notify_all();
         } else {
             tx.abort().map_err(|e| storage_error(&self.path, e))?;
         }
         Ok(result)
+    }
+
+    /// How many writes this handle has committed.
+    pub(crate) fn commits(&self) -> u64 {
+        *self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until this handle commits a write after the `seen`-th, or
+    /// `timeout` passes.
+    pub(crate) fn wait_commit(&self, seen: u64, timeout: Duration) {
+        let commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .committed
+            .wait_timeout_while(commits, timeout, |n| *n == seen)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 
     /// This handle's session: locks bound to it count while it is open.

@@ -1,0 +1,499 @@
+//! Guards: leases that release themselves, carry a fencing token, renew in
+//! the background and say when they are lost. Written once over
+//! [`LeaseLocker`], for every locker.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+
+use crate::error::{Error, Result};
+use crate::info::{InspectableLocker, LockState};
+use crate::locker::RenewableLocker;
+use crate::value::expiry_after;
+
+/// What a locker grants a lease with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The fencing token of this acquisition.
+    pub fence: u64,
+    /// When the lease expires unless renewed; `None` if never.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// A locker that grants leases: the primitives guards are built on.
+///
+/// Its provided methods [`try_lock`](Self::try_lock),
+/// [`try_lock_for`](Self::try_lock_for) and [`lock`](Self::lock) hand out
+/// [`LockGuard`]s with a fresh random owner token.
+///
+/// ```
+/// use hostlock::{LeaseLocker, MemoryLocker};
+/// use std::time::Duration;
+///
+/// let locker = MemoryLocker::new();
+/// let guard = locker.try_lock("report", "worker-1", Some(Duration::from_secs(30)))?
+///     .expect("free");
+/// assert!(locker.try_lock("report", "worker-2", None)?.is_none());
+/// let fence = guard.fence();
+/// drop(guard); // released, checked against the guard's token
+/// let next = locker.try_lock("report", "worker-2", None)?.expect("free again");
+/// assert!(next.fence() > fence);
+/// # Ok::<(), hostlock::Error>(())
+/// ```
+pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
+    /// Takes `key` if no live lock holds it, with `value`, owner `token`, and
+    /// an expiry of `ttl` after now on the locker's clock (`None`: never).
+    /// A [`FileLocker`](crate::FileLocker) binds the lock to its session, so
+    /// it is free at once if the holder's process dies.
+    ///
+    /// # Errors
+    /// An invalid key or token, or a storage error.
+    fn acquire_lease(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<Option<Lease>>;
+
+    /// Waits until `key` may have become free, or `timeout` has passed.
+    /// Returns early when the key is free; may return before either.
+    fn wait_for_release(&self, key: &str, timeout: Duration);
+
+    /// The time on the locker's clock.
+    fn now(&self) -> SystemTime;
+
+    /// Takes `key` if it is free right now.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn try_lock(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Option<Duration>,
+    ) -> Result<Option<LockGuard<'_, Self, T>>>
+    where
+        Self: Sized,
+    {
+        let token = random_token();
+        let lease = self.acquire_lease(key, value, ttl, &token)?;
+        Ok(lease.map(|lease| LockGuard::new(self, key, token, ttl, lease)))
+    }
+
+    /// Takes `key`, waiting up to `wait` for it to become free. Threads of
+    /// one process waiting on a key wake as soon as it is released; waiters
+    /// in other processes notice within a few milliseconds.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn try_lock_for(
+        &self,
+        key: &str,
+        value: T,
+        ttl: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Option<LockGuard<'_, Self, T>>>
+    where
+        Self: Sized,
+        T: Clone,
+    {
+        let deadline = Instant::now().checked_add(wait);
+        loop {
+            if let Some(guard) = self.try_lock(key, value.clone(), ttl)? {
+                return Ok(Some(guard));
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.wait_for_release(key, left);
+        }
+    }
+
+    /// Takes `key`, waiting as long as it takes.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn lock(&self, key: &str, value: T, ttl: Option<Duration>) -> Result<LockGuard<'_, Self, T>>
+    where
+        Self: Sized,
+        T: Clone,
+    {
+        loop {
+            if let Some(guard) = self.try_lock_for(key, value.clone(), ttl, Duration::MAX)? {
+                return Ok(guard);
+            }
+        }
+    }
+}
+
+/// Why a lease was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaseLost {
+    /// Its expiry passed before it was renewed.
+    Expired,
+    /// The lock is no longer this guard's: released or force-released by
+    /// someone else, or taken by another holder after it expired.
+    Taken,
+}
+
+impl fmt::Display for LeaseLost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaseLost::Expired => f.write_str("the lease expired before it was renewed"),
+            LeaseLost::Taken => f.write_str("the lock was released or taken by someone else"),
+        }
+    }
+}
+
+/// What a guard and its keep-alive thread share.
+#[derive(Debug)]
+struct Status {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    expires_at: Option<SystemTime>,
+    lost: Option<LeaseLost>,
+}
+
+impl Status {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn renewed(&self, at: SystemTime) {
+        self.lock().expires_at = Some(at);
+        self.changed.notify_all();
+    }
+
+    fn lose(&self, why: LeaseLost) {
+        self.lock().lost.get_or_insert(why);
+        self.changed.notify_all();
+    }
+}
+
+/// A held lock, released (checked against its owner token) when dropped.
+///
+/// Made by [`LeaseLocker::try_lock`], [`try_lock_for`](LeaseLocker::try_lock_for)
+/// and [`lock`](LeaseLocker::lock). Its [fence](Self::fence) is greater than
+/// every fence handed out before for the key: give it to the resource the
+/// lock protects, and have the resource reject writes that carry a fence
+/// lower than the highest it has seen. A holder that stalled past its
+/// expiry, and whose key was taken since, is then refused, where a check of
+/// the lock alone would have raced.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a, L: LeaseLocker<T>, T> {
+    locker: &'a L,
+    key: String,
+    token: String,
+    fence: u64,
+    ttl: Option<Duration>,
+    status: Arc<Status>,
+    keeper: Option<Keeper>,
+    released: bool,
+    value: PhantomData<fn(T)>,
+}
+
+impl<L: LeaseLocker<T>, T> fmt::Debug for LockGuard<'_, L, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &self.key)
+            .field("fence", &self.fence)
+            .field("expires_at", &self.expires_at())
+            .field("keep_alive", &self.keeper.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
+    fn new(
+        locker: &'a L,
+        key: &str,
+        token: String,
+        ttl: Option<Duration>,
+        lease: Lease,
+    ) -> LockGuard<'a, L, T> {
+        LockGuard {
+            locker,
+            key: key.to_owned(),
+            token,
+            fence: lease.fence,
+            ttl,
+            status: Arc::new(Status {
+                state: Mutex::new(State {
+                    expires_at: lease.expires_at,
+                    lost: None,
+                }),
+                changed: Condvar::new(),
+            }),
+            keeper: None,
+            released: false,
+            value: PhantomData,
+        }
+    }
+
+    /// The key held.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The owner token: random, fresh for every guard.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The fencing token of this acquisition.
+    pub fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    /// When the lease expires unless renewed; `None` if never.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.status.lock().expires_at
+    }
+
+    /// Moves the expiry to `ttl` after now. Returns `Ok(false)`, and the
+    /// lease counts as lost, if the lock is no longer this guard's.
+    ///
+    /// # Errors
+    /// A storage error; the lease is unchanged and may be renewed again.
+    pub fn renew(&self, ttl: Duration) -> Result<bool> {
+        renew(self.locker, &self.key, &self.token, ttl, &self.status)
+    }
+
+    /// Why the lease is lost, if it is: a renewal or check found the lock
+    /// taken, or its last known expiry passed on the locker's clock. Reads no
+    /// storage; see [`check`](Self::check) for that.
+    pub fn lost(&self) -> Option<LeaseLost> {
+        let state = self.status.lock();
+        if let Some(why) = &state.lost {
+            return Some(why.clone());
+        }
+        let expired = state.expires_at.is_some_and(|at| at < self.locker.now());
+        expired.then_some(LeaseLost::Expired)
+    }
+
+    /// Reads the lock and says whether this guard still holds it (the same
+    /// fence, live). A lock found lost stays lost.
+    ///
+    /// # Errors
+    /// A storage error.
+    pub fn check(&self) -> Result<bool> {
+        if self.status.lock().lost.is_some() {
+            return Ok(false);
+        }
+        match self.locker.info(&self.key)? {
+            Some(info) if info.fence == self.fence && info.state == LockState::Live => {
+                // Another handle may have renewed it with the token.
+                self.status.lock().expires_at = info.expires_at;
+                Ok(true)
+            }
+            Some(info) if info.fence == self.fence && info.state == LockState::Expired => {
+                self.status.lose(LeaseLost::Expired);
+                Ok(false)
+            }
+            _ => {
+                self.status.lose(LeaseLost::Taken);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the lease to be lost, and says why it was;
+    /// `None` if it still holds. With [`keep_alive`](Self::keep_alive)
+    /// running, a failed renewal wakes the wait at once.
+    pub fn wait_lost(&self, timeout: Duration) -> Option<LeaseLost> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(why) = self.lost() {
+                return Some(why);
+            }
+            let left = deadline.map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return None;
+            }
+            // Expiry is judged on the locker's clock, which no one notifies:
+            // look again at least every 50 ms.
+            let state = self.status.lock();
+            let _ = self
+                .status
+                .changed
+                .wait_timeout(state, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Releases the lock if it is still this guard's, and says whether it was.
+    ///
+    /// # Errors
+    /// A storage error; the lock may still be held (until it expires, or its
+    /// holder's session ends).
+    pub fn unlock(mut self) -> Result<bool> {
+        self.stop_keeper();
+        self.released = true;
+        self.locker.release_if_owner(&self.key, &self.token)
+    }
+
+    fn stop_keeper(&mut self) {
+        drop(self.keeper.take());
+    }
+}
+
+impl<'a, L, T> LockGuard<'a, L, T>
+where
+    L: LeaseLocker<T> + Clone + Send + 'static,
+    T: 'static,
+{
+    /// Renews the lease every `interval` on a background thread, to its TTL
+    /// after the renewal, until the guard is dropped or unlocked. A lease
+    /// with no TTL is checked instead, so that its loss (a force release) is
+    /// noticed. A renewal that finds the lock taken, or comes too late,
+    /// marks the lease lost and ends the thread: see [`lost`](Self::lost)
+    /// and [`wait_lost`](Self::wait_lost). Storage errors are retried at the
+    /// next interval.
+    ///
+    /// Pick an interval well below the TTL (a third of it, say).
+    ///
+    /// # Errors
+    /// A zero interval, or no thread could be started.
+    pub fn keep_alive(&mut self, interval: Duration) -> Result<()> {
+        if interval.is_zero() {
+            return Err(Error::invalid(
+                "keep-alive interval",
+                "must be longer than zero",
+            ));
+        }
+        self.stop_keeper();
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let locker = self.locker.clone();
+        let (key, token, fence, ttl) = (self.key.clone(), self.token.clone(), self.fence, self.ttl);
+        let status = Arc::clone(&self.status);
+        let thread = thread::Builder::new()
+            .name("hostlock-keep-alive".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    let kept = match ttl {
+                        Some(ttl) => renew(&locker, &key, &token, ttl, &status),
+                        None => still_held(&locker, &key, fence, &status),
+                    };
+                    if matches!(kept, Ok(false)) {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| Error::Thread {
+                name: "keep-alive",
+                source,
+            })?;
+        self.keeper = Some(Keeper {
+            stop: Some(stop),
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+}
+
+fn renew<T>(
+    locker: &impl LeaseLocker<T>,
+    key: &str,
+    token: &str,
+    ttl: Duration,
+    status: &Status,
+) -> Result<bool> {
+    if status.lock().lost.is_some() {
+        return Ok(false);
+    }
+    let now = locker.now();
+    let at = expiry_after(now, ttl);
+    if locker.touch(key, token, at)? {
+        status.renewed(at);
+        return Ok(true);
+    }
+    let expired = status.lock().expires_at.is_some_and(|old| old < now);
+    status.lose(if expired {
+        LeaseLost::Expired
+    } else {
+        LeaseLost::Taken
+    });
+    Ok(false)
+}
+
+fn still_held<T>(
+    locker: &impl LeaseLocker<T>,
+    key: &str,
+    fence: u64,
+    status: &Status,
+) -> Result<bool> {
+    let held = locker
+        .info(key)?
+        .is_some_and(|info| info.fence == fence && info.state == LockState::Live);
+    if !held {
+        status.lose(LeaseLost::Taken);
+    }
+    Ok(held)
+}
+
+impl<L: LeaseLocker<T>, T> Drop for LockGuard<'_, L, T> {
+    fn drop(&mut self) {
+        self.stop_keeper();
+        if !self.released {
+            // A drop cannot report an error; `unlock` can. The lock expires,
+            // or is freed with its holder's session, in any case.
+            let _ = self.locker.release_if_owner(&self.key, &self.token);
+        }
+    }
+}
+
+/// A running keep-alive thread; dropping it stops and joins the thread.
+#[derive(Debug)]
+struct Keeper {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A fresh random 64-bit value, from the standard library's randomly keyed
+/// hasher (seeded by the operating system), a counter, the process id and
+/// the time.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// A fresh owner token: 128 random bits in hex.
+fn random_token() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
