@@ -8,20 +8,28 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
-use hostlock::{CleanableLocker, FileLocker, InspectableLocker, LockState, LockValue, Locker};
+use hostlock::{
+    CleanableLocker, FileLocker, InspectableLocker, LeaseLocker, LockState, LockValue, Locker,
+};
 
 /// The body of every child process; does nothing in a normal test run.
 #[test]
 fn child_entry() {
     let Some(role) = common::role() else { return };
-    assert_eq!(role, "hold");
     let locker = bound(Path::new(&common::setting(common::FILE)));
-    assert!(
-        locker
-            .acquire("job", LockValue::new(std::process::id()))
-            .unwrap()
-    );
+    // Either a bound lock taken with the trait's acquire, or a guard; both
+    // without TTL.
+    let pid = std::process::id();
+    let guard = match role.as_str() {
+        "hold" => {
+            assert!(locker.acquire("job", LockValue::new(pid)).unwrap());
+            None
+        }
+        "guard" => Some(locker.try_lock("job", pid, None).unwrap().unwrap()),
+        other => panic!("unknown role {other}"),
+    };
     let fence = locker.info("job").unwrap().unwrap().fence;
+    assert!(guard.as_ref().is_none_or(|g| g.fence() == fence));
     // libtest may have written "test child_entry ... " on this line already.
     println!("READY {fence}");
     let parent = std::os::unix::process::parent_id();
@@ -45,11 +53,20 @@ fn session_files(path: &Path) -> usize {
 
 #[test]
 fn a_killed_holder_frees_its_lock_at_once() {
+    killed_holder_frees_its_lock_at_once("hold");
+}
+
+#[test]
+fn a_killed_guard_holder_frees_its_lock_at_once() {
+    killed_holder_frees_its_lock_at_once("guard");
+}
+
+fn killed_holder_frees_its_lock_at_once(role: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("locks.redb");
     let locker = bound(&path);
     let mut child = common::Reaped(
-        common::child("hold", &path)
+        common::child(role, &path)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
