@@ -46,10 +46,13 @@ pub struct Lease {
 /// # Ok::<(), hostlock::Error>(())
 /// ```
 pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
-    /// Takes `key` if no live lock holds it, with `value`, owner `token`, and
-    /// an expiry of `ttl` after now on the locker's clock (`None`: never).
-    /// A [`FileLocker`](crate::FileLocker) binds the lock to its session, so
-    /// it is free at once if the holder's process dies.
+    /// Takes `key` if no live lock holds it and it is this caller's turn,
+    /// with `value`, owner `token`, and an expiry of `ttl` after now on the
+    /// locker's clock (`None`: never). It is the turn of the caller holding
+    /// `ticket` when no waiter that is still waiting got its ticket earlier;
+    /// without a ticket, when no one waits at all. A granted ticket leaves
+    /// the queue. A [`FileLocker`](crate::FileLocker) binds the lock to its
+    /// session, so it is free at once if the holder's process dies.
     ///
     /// # Errors
     /// An invalid key or token, or a storage error.
@@ -59,11 +62,34 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         value: T,
         ttl: Option<Duration>,
         token: &str,
+        ticket: Option<u64>,
     ) -> Result<Option<Lease>>;
 
-    /// Waits until `key` may have become free, or `timeout` has passed.
-    /// Returns early when the key is free; may return before either.
-    fn wait_for_release(&self, key: &str, timeout: Duration);
+    /// Joins the queue of waiters for `key` and returns this waiter's ticket,
+    /// greater than every ticket before it. A waiter that gives up leaves
+    /// with [`dequeue`](Self::dequeue); one whose process dies, or that is
+    /// still queued `max_wait` after it joined, counts as gone.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64>;
+
+    /// Leaves the queue of waiters for `key`.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn dequeue(&self, key: &str, ticket: u64) -> Result<()>;
+
+    /// How many waiters are queued for `key`, gone ones included until they
+    /// are cleared.
+    ///
+    /// # Errors
+    /// An invalid key, or a storage error.
+    fn waiters(&self, key: &str) -> Result<usize>;
+
+    /// Waits until `key` may be free for the holder of `ticket` (or for
+    /// anyone, without one), or `timeout` has passed. May return early.
+    fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration);
 
     /// The time on the locker's clock.
     fn now(&self) -> SystemTime;
@@ -82,13 +108,15 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         Self: Sized,
     {
         let token = random_token();
-        let lease = self.acquire_lease(key, value, ttl, &token)?;
+        let lease = self.acquire_lease(key, value, ttl, &token, None)?;
         Ok(lease.map(|lease| LockGuard::new(self, key, token, ttl, lease)))
     }
 
-    /// Takes `key`, waiting up to `wait` for it to become free. Threads of
-    /// one process waiting on a key wake as soon as it is released; waiters
-    /// in other processes notice within a few milliseconds.
+    /// Takes `key`, waiting up to `wait` for it. Waiters are served in the
+    /// order they arrived, across threads and processes. Threads of one
+    /// process wake as soon as the key is released; waiters in other
+    /// processes notice within a few milliseconds. A waiter that times out
+    /// leaves the queue.
     ///
     /// # Errors
     /// An invalid key, or a storage error.
@@ -103,10 +131,24 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         Self: Sized,
         T: Clone,
     {
-        let deadline = Instant::now().checked_add(wait);
+        if let Some(guard) = self.try_lock(key, value.clone(), ttl)? {
+            return Ok(Some(guard));
+        }
+        let started = Instant::now();
+        let deadline = started.checked_add(wait);
+        let limit = deadline.is_some().then_some(wait);
+        let ticket = Ticket {
+            locker: self,
+            key,
+            number: self.enqueue(key, limit)?,
+            value: PhantomData,
+        };
+        let token = random_token();
         loop {
-            if let Some(guard) = self.try_lock(key, value.clone(), ttl)? {
-                return Ok(Some(guard));
+            let lease = self.acquire_lease(key, value.clone(), ttl, &token, Some(ticket.number))?;
+            if let Some(lease) = lease {
+                std::mem::forget(ticket); // granted: it left the queue
+                return Ok(Some(LockGuard::new(self, key, token, ttl, lease)));
             }
             let left = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
@@ -115,7 +157,7 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.wait_for_release(key, left);
+            self.wait_for_release(key, Some(ticket.number), left);
         }
     }
 
@@ -133,6 +175,23 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
                 return Ok(guard);
             }
         }
+    }
+}
+
+/// A place in a key's queue of waiters, left when dropped (also when the
+/// wait unwinds).
+struct Ticket<'a, L: LeaseLocker<T>, T> {
+    locker: &'a L,
+    key: &'a str,
+    number: u64,
+    value: PhantomData<fn(T)>,
+}
+
+impl<L: LeaseLocker<T>, T> Drop for Ticket<'_, L, T> {
+    fn drop(&mut self) {
+        // A ticket left behind by a failure here counts as gone once its
+        // process exits (FileLocker), or blocks no one after its deadline.
+        let _ = self.locker.dequeue(self.key, self.number);
     }
 }
 

@@ -1,6 +1,6 @@
 //! `MemoryLocker`: the in-process locker.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -53,6 +53,10 @@ struct State<T> {
     by_expiry: BTreeSet<(SystemTime, String)>,
     // The last fence handed out, for any key.
     fence: u64,
+    // The tickets of the threads waiting for each key, in arrival order.
+    queues: HashMap<String, VecDeque<u64>>,
+    // The last ticket handed out.
+    ticket: u64,
 }
 
 struct Entry<T> {
@@ -91,6 +95,13 @@ impl<T> State<T> {
             },
         );
         fence
+    }
+
+    /// Whether `ticket` (or, without one, anyone who did not queue) may take
+    /// `key` now, as far as the queue goes.
+    fn turn(&self, key: &str, ticket: Option<u64>) -> bool {
+        let first = self.queues.get(key).and_then(|q| q.front().copied());
+        first.is_none() || first == ticket
     }
 
     fn live(&self, key: &str, now: SystemTime) -> Option<&Entry<T>> {
@@ -134,6 +145,8 @@ impl<T> MemoryLocker<T> {
                     locks: HashMap::new(),
                     by_expiry: BTreeSet::new(),
                     fence: 0,
+                    queues: HashMap::new(),
+                    ticket: 0,
                 }),
                 released: Condvar::new(),
                 clock: Arc::new(clock),
@@ -307,13 +320,23 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         value: T,
         ttl: Option<Duration>,
         token: &str,
+        ticket: Option<u64>,
     ) -> Result<Option<Lease>> {
         check_key(key)?;
         check_token(token)?;
         let mut state = self.state();
         let now = self.clock_now();
-        if state.live(key, now).is_some() {
+        if state.live(key, now).is_some() || !state.turn(key, ticket) {
             return Ok(None);
+        }
+        // It is the ticket's turn: it is first in the queue, and leaves it.
+        if ticket.is_some()
+            && let Some(queue) = state.queues.get_mut(key)
+        {
+            queue.pop_front();
+            if queue.is_empty() {
+                state.queues.remove(key);
+            }
         }
         let expires_at = ttl.map(|ttl| expiry_after(now, ttl));
         let lock = LockValue {
@@ -325,9 +348,43 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         Ok(Some(Lease { fence, expires_at }))
     }
 
-    fn wait_for_release(&self, key: &str, timeout: Duration) {
+    // Threads of this process always leave the queue themselves (a ticket
+    // leaves it when dropped, also on unwinding), so no wait limit is kept.
+    fn enqueue(&self, key: &str, _max_wait: Option<Duration>) -> Result<u64> {
+        check_key(key)?;
+        let mut state = self.state();
+        state.ticket += 1;
+        let ticket = state.ticket;
+        state
+            .queues
+            .entry(key.to_owned())
+            .or_default()
+            .push_back(ticket);
+        Ok(ticket)
+    }
+
+    fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
+        check_key(key)?;
+        let mut state = self.state();
+        if let Some(queue) = state.queues.get_mut(key) {
+            queue.retain(|&t| t != ticket);
+            if queue.is_empty() {
+                state.queues.remove(key);
+            }
+        }
+        drop(state);
+        self.notify_released();
+        Ok(())
+    }
+
+    fn waiters(&self, key: &str) -> Result<usize> {
+        check_key(key)?;
+        Ok(self.state().queues.get(key).map_or(0, VecDeque::len))
+    }
+
+    fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         let state = self.state();
-        if state.live(key, self.clock_now()).is_none() {
+        if state.live(key, self.clock_now()).is_none() && state.turn(key, ticket) {
             return;
         }
         // A release wakes the wait at once; an expiry is no notification,

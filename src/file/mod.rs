@@ -163,6 +163,7 @@ impl<T> FileLocker<T> {
         token: Option<&str>,
         expiry: Expiry,
         session: Option<u64>,
+        queue: Queue,
     ) -> Result<Granted> {
         self.decide(|tables, now| {
             let old = tables.get(key)?;
@@ -170,6 +171,13 @@ impl<T> FileLocker<T> {
                 && self.counts(old, now)?
             {
                 return Ok((Granted::Refused, false));
+            }
+            if let Queue::Respect(ticket) = queue {
+                let gone = |session, limit| self.waiter_gone(session, limit, now);
+                let (turn, dropped) = tables.take_turn(key, ticket, gone)?;
+                if !turn {
+                    return Ok((Granted::Refused, dropped));
+                }
             }
             // The new lock replaces any expired entry; one that is itself
             // already expired leaves the key free.
@@ -204,6 +212,27 @@ impl<T> FileLocker<T> {
         })
     }
 
+    /// Whether `key` is free and it is `ticket`'s turn, from read transactions.
+    fn ready(&self, key: &str, ticket: Option<u64>) -> Result<bool> {
+        let now = now_nanos(self.clock_now());
+        if let Some(bytes) = self.read_raw(key)? {
+            let record = schema::decode_record(self.path(), key, &bytes)?;
+            if record.expires.is_none_or(|at| at >= now)
+                && !self.store().holder_gone(record.session)?
+            {
+                return Ok(false);
+            }
+        }
+        let gone = |session, limit| self.waiter_gone(session, limit, now);
+        schema::is_turn(self.store(), key, ticket, gone)
+    }
+
+    /// Whether a queued waiter has given up: its session ended, or its wait
+    /// limit (ns) passed.
+    fn waiter_gone(&self, session: u64, limit: u64, now: u64) -> Result<bool> {
+        Ok(limit < now || self.store().holder_gone(Some(session))?)
+    }
+
     /// Whether a stored lock holds its key at `now` (ns): not expired, and
     /// its holder not gone.
     fn counts(&self, stored: &Stored, now: u64) -> Result<bool> {
@@ -227,6 +256,16 @@ enum Expiry {
     After(Option<Duration>),
 }
 
+/// Whether a grant waits its turn in the key's queue of waiters.
+#[derive(Clone, Copy)]
+enum Queue {
+    /// The trait's `acquire`: a low-level primitive that does not queue.
+    Ignore,
+    /// A lease: granted only when it is the turn of this ticket (or, without
+    /// one, when no one waits).
+    Respect(Option<u64>),
+}
+
 enum Granted {
     Refused,
     /// Granted, but already expired: the key stays free.
@@ -244,24 +283,48 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
         value: T,
         ttl: Option<Duration>,
         token: &str,
+        ticket: Option<u64>,
     ) -> Result<Option<Lease>> {
         check_key(key)?;
         check_token(token)?;
         let value = encode_value(&value)?;
         let session = Some(self.store().session());
-        match self.grant(key, &value, Some(token), Expiry::After(ttl), session)? {
+        let expiry = Expiry::After(ttl);
+        let queue = Queue::Respect(ticket);
+        match self.grant(key, &value, Some(token), expiry, session, queue)? {
             Granted::Stored(lease) => Ok(Some(lease)),
             Granted::Refused | Granted::Vacuous => Ok(None),
         }
     }
 
-    fn wait_for_release(&self, key: &str, timeout: Duration) {
+    fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
+        check_key(key)?;
+        let session = self.store().session();
+        self.decide(|tables, now| {
+            let limit = max_wait
+                .and_then(|wait| expiry_nanos(expiry_after(time_from_nanos(now), wait)))
+                .unwrap_or(u64::MAX);
+            Ok((tables.enqueue(key, session, limit)?, true))
+        })
+    }
+
+    fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
+        check_key(key)?;
+        self.decide(|tables, _| Ok(((), tables.dequeue(key, ticket)?)))
+    }
+
+    fn waiters(&self, key: &str) -> Result<usize> {
+        check_key(key)?;
+        schema::waiters(self.store(), key)
+    }
+
+    fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             // Read the count first, so a release committed meanwhile by this
             // handle is not missed.
             let seen = self.store().commits();
-            if !matches!(self.exists(key), Ok(true)) {
+            if !matches!(self.ready(key, ticket), Ok(false)) {
                 return;
             }
             let left = deadline.map_or(CROSS_PROCESS_POLL, |d| {
@@ -576,7 +639,8 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         let value = encode_value(&lock.value)?;
         let expiry = Expiry::At(lock.expires_at.map(check_expiry).transpose()?);
         let session = self.inner.bind.then(|| self.store().session());
-        let granted = self.grant(key, &value, lock.token.as_deref(), expiry, session)?;
+        let token = lock.token.as_deref();
+        let granted = self.grant(key, &value, token, expiry, session, Queue::Ignore)?;
         Ok(!matches!(granted, Granted::Refused))
     }
 

@@ -6,6 +6,8 @@
 //! hostlock_locks   &str (key)   -> &[u8] a value::Record
 //! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
 //! hostlock_holder  (u64, &str)  -> ()    (session of the holder, key)
+//! hostlock_queue   (&str, u64)  -> (u64, u64)
+//!                                  (key, ticket) -> (session, wait limit in ns)
 //! ```
 //!
 //! The expiry index holds exactly the locks that have an expiry, so a cleanup
@@ -30,6 +32,8 @@ pub(crate) const EXPIRY: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_expiry");
 pub(crate) const HOLDER: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_holder");
+pub(crate) const QUEUE: TableDefinition<'static, (&str, u64), (u64, u64)> =
+    TableDefinition::new("hostlock_queue");
 
 /// The version of the file layout above, stored under `FORMAT_KEY`.
 pub(crate) const FORMAT_VERSION: u64 = 1;
@@ -37,6 +41,8 @@ const FORMAT_KEY: &str = "format";
 /// The last fence handed out, for any key: fences grow across the whole file,
 /// so each key's fences grow however often it is released and taken again.
 const FENCE_KEY: &str = "fence";
+/// The last waiter's ticket handed out, for any key.
+const TICKET_KEY: &str = "ticket";
 
 /// Checks that the database is a hostlock file this build can read, and lays
 /// out the tables in a new one. Runs under the sidecar's open lock.
@@ -79,6 +85,7 @@ pub(crate) fn check_or_init(store: &Store) -> Result<()> {
         tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
         tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?;
         tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?;
+        tx.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
         Ok(((), true))
     })?;
     check_format(store)
@@ -106,6 +113,7 @@ fn check_format(store: &Store) -> Result<()> {
                 .map_err(|e| storage_error(path, e))?;
             read.open_table(HOLDER)
                 .map_err(|e| storage_error(path, e))?;
+            read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
             Ok(())
         }
         Some(other) => Err(Error::UnsupportedVersion {
@@ -138,6 +146,7 @@ pub(crate) struct Tables<'a> {
     locks: Table<'a, &'static str, &'static [u8]>,
     expiry: Table<'a, (u64, &'static str), ()>,
     holder: Table<'a, (u64, &'static str), ()>,
+    queue: Table<'a, (&'static str, u64), (u64, u64)>,
 }
 
 impl<'a> Tables<'a> {
@@ -148,6 +157,7 @@ impl<'a> Tables<'a> {
             locks: tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?,
             expiry: tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?,
             holder: tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?,
+            queue: tx.open_table(QUEUE).map_err(|e| storage_error(path, e))?,
         })
     }
 
@@ -173,19 +183,59 @@ impl<'a> Tables<'a> {
 
     /// Hands out the next fence: greater than every fence before it.
     pub(crate) fn next_fence(&mut self) -> Result<u64> {
+        self.next(FENCE_KEY, "fence")
+    }
+
+    fn next(&mut self, counter: &str, what: &str) -> Result<u64> {
         let last = self
             .meta
-            .get(FENCE_KEY)
+            .get(counter)
             .map_err(|e| storage_error(self.path, e))?
             .map_or(0, |v| v.value());
         let next = last.checked_add(1).ok_or_else(|| Error::Corrupted {
             path: self.path.to_owned(),
-            detail: "its fence counter is exhausted".to_owned(),
+            detail: format!("its {what} counter is exhausted"),
         })?;
         self.meta
-            .insert(FENCE_KEY, next)
+            .insert(counter, next)
             .map_err(|e| storage_error(self.path, e))?;
         Ok(next)
+    }
+
+    /// Queues a waiter for `key` and returns its ticket.
+    pub(crate) fn enqueue(&mut self, key: &str, session: u64, limit: u64) -> Result<u64> {
+        let ticket = self.next(TICKET_KEY, "ticket")?;
+        self.queue
+            .insert((key, ticket), (session, limit))
+            .map_err(|e| storage_error(self.path, e))?;
+        Ok(ticket)
+    }
+
+    /// Removes a waiter; says whether it was queued.
+    pub(crate) fn dequeue(&mut self, key: &str, ticket: u64) -> Result<bool> {
+        Ok(self
+            .queue
+            .remove((key, ticket))
+            .map_err(|e| storage_error(self.path, e))?
+            .is_some())
+    }
+
+    /// Whether it is `ticket`'s turn to take `key` (without a ticket: whether
+    /// no one waits), removing the waiters ahead that `gone` says are gone,
+    /// and the ticket itself when it is its turn. Returns the turn and whether
+    /// anything was removed.
+    pub(crate) fn take_turn(
+        &mut self,
+        key: &str,
+        ticket: Option<u64>,
+        gone: impl FnMut(u64, u64) -> Result<bool>,
+    ) -> Result<(bool, bool)> {
+        let waiters = queued(self.path, &self.queue, key)?;
+        let (turn, leaving) = turn(&waiters, ticket, gone)?;
+        for &number in &leaving {
+            self.dequeue(key, number)?;
+        }
+        Ok((turn, !leaving.is_empty()))
     }
 
     /// Removes the entry under `key` and its index entries.
@@ -357,4 +407,74 @@ pub(crate) fn decode_record<'b>(path: &Path, key: &str, bytes: &'b [u8]) -> Resu
         path: path.to_owned(),
         detail: format!("the lock {key:?} does not decode: {detail}"),
     })
+}
+
+/// The waiters queued for `key`: (ticket, session, wait limit), in order.
+fn queued(
+    path: &Path,
+    queue: &impl ReadableTable<(&'static str, u64), (u64, u64)>,
+    key: &str,
+) -> Result<Vec<(u64, u64, u64)>> {
+    let mut waiters = Vec::new();
+    for entry in queue
+        .range((key, 0u64)..=(key, u64::MAX))
+        .map_err(|e| storage_error(path, e))?
+    {
+        let (k, v) = entry.map_err(|e| storage_error(path, e))?;
+        let (session, limit) = v.value();
+        waiters.push((k.value().1, session, limit));
+    }
+    Ok(waiters)
+}
+
+/// Decides whose turn it is among `waiters`: `ticket`'s once every waiter
+/// ahead of it is gone (without a ticket, once every waiter is gone). Returns
+/// the decision and the tickets that leave the queue: the gone ones ahead,
+/// and `ticket` itself when it is its turn.
+fn turn(
+    waiters: &[(u64, u64, u64)],
+    ticket: Option<u64>,
+    mut gone: impl FnMut(u64, u64) -> Result<bool>,
+) -> Result<(bool, Vec<u64>)> {
+    let mut leaving = Vec::new();
+    for &(number, session, limit) in waiters {
+        if Some(number) == ticket {
+            leaving.push(number);
+            return Ok((true, leaving));
+        }
+        if !gone(session, limit)? {
+            return Ok((false, leaving));
+        }
+        leaving.push(number);
+    }
+    // No one left ahead; a ticket no longer queued (dropped as gone after
+    // its wait limit) may still take its turn.
+    Ok((true, leaving))
+}
+
+/// Whether it is `ticket`'s turn to take `key`, from a read transaction.
+pub(crate) fn is_turn(
+    store: &Store,
+    key: &str,
+    ticket: Option<u64>,
+    gone: impl FnMut(u64, u64) -> Result<bool>,
+) -> Result<bool> {
+    let path = store.path();
+    let read = store
+        .db()
+        .begin_read()
+        .map_err(|e| storage_error(path, e))?;
+    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+    Ok(turn(&queued(path, &queue, key)?, ticket, gone)?.0)
+}
+
+/// How many waiters are queued for `key`, from a read transaction.
+pub(crate) fn waiters(store: &Store, key: &str) -> Result<usize> {
+    let path = store.path();
+    let read = store
+        .db()
+        .begin_read()
+        .map_err(|e| storage_error(path, e))?;
+    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+    Ok(queued(path, &queue, key)?.len())
 }

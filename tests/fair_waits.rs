@@ -1,0 +1,290 @@
+//! Blocking waits are served in arrival order, across threads and
+//! processes; a waiter that times out or dies leaves the queue; processes
+//! looping on one key all get their share.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hostlock::{FileLocker, LeaseLocker, MemoryLocker};
+
+const LOG: &str = "HOSTLOCK_TEST_LOG";
+const CYCLES: &str = "HOSTLOCK_TEST_CYCLES";
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// The body of every child process; does nothing in a normal test run.
+#[test]
+fn child_entry() {
+    let Some(role) = common::role() else { return };
+    let locker: FileLocker<u32> = FileLocker::builder(common::setting(common::FILE))
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(common::setting(LOG))
+        .unwrap();
+    let pid = std::process::id();
+    let cycles: usize = common::setting(CYCLES).parse().unwrap();
+    let wait = match role.as_str() {
+        "waiter" => Duration::from_secs(60),
+        other => panic!("unknown role {other}"),
+    };
+    for _ in 0..cycles {
+        let guard = locker
+            .try_lock_for("key", pid, None, wait)
+            .unwrap()
+            .expect("served within the wait");
+        log.write_all(format!("enter {pid} {}\n", nanos()).as_bytes())
+            .unwrap();
+        thread::sleep(Duration::from_millis(2));
+        log.write_all(format!("leave {pid} {}\n", nanos()).as_bytes())
+            .unwrap();
+        assert!(guard.unlock().unwrap());
+    }
+}
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+trait Subject: LeaseLocker<String> + Clone + Send + Sync + 'static {}
+impl<L: LeaseLocker<String> + Clone + Send + Sync + 'static> Subject for L {}
+
+fn memory() -> (MemoryLocker<String>, Option<tempfile::TempDir>) {
+    (MemoryLocker::new(), None)
+}
+
+fn file() -> (FileLocker<String>, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    let locker = FileLocker::builder(dir.path().join("locks.redb"))
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    (locker, Some(dir))
+}
+
+/// Threads that queue one after another are served in that order.
+fn threads_are_served_in_arrival_order(locker: impl Subject) {
+    let holder = locker
+        .try_lock("key", "holder".into(), None)
+        .unwrap()
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for i in 0..5 {
+        let (mine, order) = (locker.clone(), Arc::clone(&order));
+        waiters.push(thread::spawn(move || {
+            let guard = mine
+                .try_lock_for("key", format!("waiter {i}"), None, Duration::from_secs(60))
+                .unwrap()
+                .expect("served");
+            order.lock().unwrap().push(i);
+            thread::sleep(Duration::from_millis(2));
+            drop(guard);
+        }));
+        eventually("the waiter queued", || {
+            locker.waiters("key").unwrap() == i + 1
+        });
+    }
+    // A newcomer does not jump the queue.
+    assert!(
+        locker
+            .try_lock("key", "barger".into(), None)
+            .unwrap()
+            .is_none()
+    );
+    drop(holder);
+    assert!(
+        locker
+            .try_lock("key", "barger".into(), None)
+            .unwrap()
+            .is_none()
+    );
+    for waiter in waiters {
+        waiter.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(locker.waiters("key").unwrap(), 0);
+}
+
+/// A waiter that times out leaves the queue and blocks no one.
+fn a_timed_out_waiter_leaves_the_queue(locker: impl Subject) {
+    let holder = locker
+        .try_lock("key", "holder".into(), None)
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let none = locker
+        .try_lock_for("key", "w".into(), None, Duration::from_millis(30))
+        .unwrap();
+    assert!(none.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(30));
+    assert_eq!(locker.waiters("key").unwrap(), 0);
+    drop(holder);
+    assert!(
+        locker
+            .try_lock("key", "next".into(), None)
+            .unwrap()
+            .is_some()
+    );
+}
+
+macro_rules! suite {
+    ($($locker:ident),*) => {$(
+        mod $locker {
+            #[test]
+            fn threads_are_served_in_arrival_order() {
+                super::threads_are_served_in_arrival_order(super::$locker().0);
+            }
+            #[test]
+            fn a_timed_out_waiter_leaves_the_queue() {
+                super::a_timed_out_waiter_leaves_the_queue(super::$locker().0);
+            }
+        }
+    )*};
+}
+
+suite!(memory, file);
+
+fn spawn_waiter(file: &Path, log: &Path, cycles: usize) -> common::Reaped {
+    common::Reaped(
+        common::child("waiter", file)
+            .env(LOG, log)
+            .env(CYCLES, cycles.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// (what, pid, time) of each record of the shared log.
+fn records(log: &Path) -> Vec<(String, u32, u128)> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let parts: Vec<&str> = line.split(' ').collect();
+            (
+                parts[0].to_owned(),
+                parts[1].parse().unwrap(),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn setup() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    FileLocker<u32>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("locks.redb");
+    let log = dir.path().join("holds.log");
+    std::fs::write(&log, "").unwrap();
+    let locker = FileLocker::builder(&file)
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    (dir, file, log, locker)
+}
+
+#[test]
+fn processes_are_served_in_arrival_order_and_the_dead_leave() {
+    let (_dir, file, log, locker) = setup();
+    let holder = locker.try_lock("key", 0, None).unwrap().unwrap();
+    let mut children = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let child = spawn_waiter(&file, &log, 1);
+        eventually("the child queued", || {
+            locker.waiters("key").unwrap() == i + 1
+        });
+        if i == 1 {
+            // This one dies while it waits: it must not block the others.
+            drop(child);
+        } else {
+            expected.push(child.0.id());
+            children.push(child);
+        }
+    }
+    drop(holder);
+    for mut child in children {
+        assert!(child.0.wait().unwrap().success());
+    }
+    let served: Vec<u32> = records(&log)
+        .into_iter()
+        .filter(|(what, _, _)| what == "enter")
+        .map(|(_, pid, _)| pid)
+        .collect();
+    assert_eq!(served, expected);
+    // The dead waiter's ticket went with the first grant after it.
+    assert_eq!(locker.waiters("key").unwrap(), 0);
+}
+
+#[test]
+fn four_processes_looping_on_one_key_take_turns() {
+    let (_dir, file, log, _locker) = setup();
+    let cycles = 25;
+    let children: Vec<_> = (0..4).map(|_| spawn_waiter(&file, &log, cycles)).collect();
+    for mut child in children {
+        assert!(child.0.wait().unwrap().success());
+    }
+    let records = records(&log);
+    let enters: Vec<u32> = records
+        .iter()
+        .filter(|(what, _, _)| what == "enter")
+        .map(|&(_, pid, _)| pid)
+        .collect();
+    assert_eq!(enters.len(), 4 * cycles);
+    // Holds never overlap, and each process gets a share all along: in
+    // every window of 20 holds, each of the four holds at least twice.
+    for pair in records.chunks(2) {
+        assert_eq!(pair[0].0, "enter");
+        assert_eq!(pair[1].0, "leave");
+        assert_eq!(pair[0].1, pair[1].1);
+    }
+    let pids: std::collections::HashSet<u32> = enters.iter().copied().collect();
+    for (n, window) in enters.windows(20).enumerate() {
+        for pid in &pids {
+            let holds = window.iter().filter(|p| *p == pid).count();
+            assert!(
+                holds >= 2,
+                "window {n}: {pid} held {holds} of 20: {enters:?}"
+            );
+        }
+    }
+    // Hand-off latency: from one holder's leave record to the next enter.
+    let mut handoffs: Vec<u128> = records
+        .windows(2)
+        .filter(|w| w[0].0 == "leave" && w[1].0 == "enter" && w[0].1 != w[1].1)
+        .map(|w| w[1].2.saturating_sub(w[0].2))
+        .collect();
+    handoffs.sort_unstable();
+    let at = |q: f64| handoffs[((handoffs.len() - 1) as f64 * q) as usize] as f64 / 1e6;
+    eprintln!(
+        "cross-process hand-off over {} hand-offs: median {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        handoffs.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
+}
