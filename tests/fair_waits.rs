@@ -288,3 +288,17 @@ fn four_processes_looping_on_one_key_take_turns() {
         at(1.0)
     );
 }
+
+#[test]
+fn cleanup_drops_the_tickets_of_dead_waiters() {
+    use hostlock::CleanableLocker;
+    let (_dir, file, log, locker) = setup();
+    let holder = locker.try_lock("key", 0, None).unwrap().unwrap();
+    let child = spawn_waiter(&file, &log, 1);
+    eventually("the child queued", || locker.waiters("key").unwrap() == 1);
+    drop(child);
+    assert_eq!(locker.waiters("key").unwrap(), 1, "still listed");
+    assert_eq!(locker.cleanup().unwrap(), 0, "no lock was removed");
+    assert_eq!(locker.waiters("key").unwrap(), 0, "but the ticket was");
+    assert!(holder.unlock().unwrap());
+}

@@ -230,7 +230,7 @@ impl<T> FileLocker<T> {
     /// Whether a queued waiter has given up: its session ended, or its wait
     /// limit (ns) passed.
     fn waiter_gone(&self, session: u64, limit: u64, now: u64) -> Result<bool> {
-        Ok(limit < now || self.store().holder_gone(Some(session))?)
+        self.store().waiter_gone(session, limit, now)
     }
 
     /// Whether a stored lock holds its key at `now` (ns): not expired, and

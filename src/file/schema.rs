@@ -220,6 +220,27 @@ impl<'a> Tables<'a> {
             .is_some())
     }
 
+    /// Removes every queued waiter that `gone` says is gone, and returns how
+    /// many.
+    pub(crate) fn remove_gone_waiters(
+        &mut self,
+        mut gone: impl FnMut(u64, u64) -> Result<bool>,
+    ) -> Result<usize> {
+        let mut leaving = Vec::new();
+        for entry in self.queue.iter().map_err(|e| storage_error(self.path, e))? {
+            let (k, v) = entry.map_err(|e| storage_error(self.path, e))?;
+            let (session, limit) = v.value();
+            if gone(session, limit)? {
+                let (key, ticket) = k.value();
+                leaving.push((key.to_owned(), ticket));
+            }
+        }
+        for (key, ticket) in &leaving {
+            self.dequeue(key, *ticket)?;
+        }
+        Ok(leaving.len())
+    }
+
     /// Whether it is `ticket`'s turn to take `key` (without a ticket: whether
     /// no one waits), removing the waiters ahead that `gone` says are gone,
     /// and the ticket itself when it is its turn. Returns the turn and whether
@@ -359,11 +380,13 @@ impl<'a> Tables<'a> {
 
 /// Whether a cleanup would find anything, from a read transaction: the
 /// cheap check made before writing. Something has expired before
-/// `now_nanos`, or a session holding locks has ended by `ended`.
+/// `now_nanos`, a session holding locks has ended by `ended`, or a queued
+/// waiter is gone by `waiter_gone`.
 pub(crate) fn anything_to_clean(
     store: &Store,
     now_nanos: u64,
     mut ended: impl FnMut(u64) -> Result<bool>,
+    mut waiter_gone: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<bool> {
     let path = store.path();
     let read = store
@@ -376,6 +399,13 @@ pub(crate) fn anything_to_clean(
     let first = expiry.first().map_err(|e| storage_error(path, e))?;
     if first.is_some_and(|(k, _)| k.value().0 < now_nanos) {
         return Ok(true);
+    }
+    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+    for entry in queue.iter().map_err(|e| storage_error(path, e))? {
+        let (session, limit) = entry.map_err(|e| storage_error(path, e))?.1.value();
+        if waiter_gone(session, limit)? {
+            return Ok(true);
+        }
     }
     let holder = read
         .open_table(HOLDER)

@@ -202,18 +202,27 @@ impl Store {
         }
     }
 
-    /// Removes every lock that expired before `now` or whose holder is gone;
-    /// a read transaction first checks the indexes, so a file with nothing to
+    /// Whether a queued waiter has given up: its session ended, or its wait
+    /// limit (ns) passed.
+    pub(crate) fn waiter_gone(&self, session: u64, limit: u64, now: u64) -> Result<bool> {
+        Ok(limit < now || self.holder_gone(Some(session))?)
+    }
+
+    /// Removes every lock that expired before `now` or whose holder is gone,
+    /// and returns how many; also drops the queued waiters that are gone. A
+    /// read transaction first checks the indexes, so a file with nothing to
     /// remove is not written.
     pub(crate) fn cleanup(&self, now: SystemTime) -> Result<usize> {
         let now = now_nanos(now);
         let gone = |session| self.holder_gone(Some(session));
-        if !schema::anything_to_clean(self, now, gone)? {
+        let waiter_gone = |session, limit| self.waiter_gone(session, limit, now);
+        if !schema::anything_to_clean(self, now, gone, waiter_gone)? {
             return Ok(0);
         }
         self.write(|tx| {
             let mut tables = Tables::open(&self.path, tx)?;
             let removed = tables.remove_expired(now)? + tables.remove_orphans(gone)?;
+            tables.remove_gone_waiters(waiter_gone)?;
             Ok((removed, true))
         })
     }
