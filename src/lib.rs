@@ -14,8 +14,9 @@
 //! - [`MemoryLocker`]: the same contract inside one process.
 //!
 //! Both implement [`Locker`] (exists, get, acquire, release, force_release),
-//! [`CleanableLocker`] (remove expired locks) and [`RenewableLocker`]
-//! (owner-checked touch and release). `docs/semantics.md` states the contract
+//! [`CleanableLocker`] (remove expired locks), [`RenewableLocker`]
+//! (owner-checked touch and release), [`InspectableLocker`] (info, list) and
+//! [`LeaseLocker`] (guards and fair waits). `docs/semantics.md` states the contract
 //! as a table.
 //!
 //! # Run a job only once at a time
@@ -37,6 +38,30 @@
 //!     // Release only if the lock is still ours.
 //!     assert!(locker.release_if_owner("send-invoices", "worker-1-run-42")?);
 //! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guards
+//!
+//! [`LeaseLocker`] (implemented by both lockers) hands out [`LockGuard`]s:
+//! a lock with a fresh random owner token and a fencing token, released
+//! (owner-checked) when the guard drops, renewable in the background, and
+//! reporting a lost lease. Blocking waits are served in arrival order.
+//!
+//! ```
+//! use hostlock::{FileLocker, LeaseLocker};
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let locker: FileLocker<u32> = FileLocker::open(dir.path().join("locks.redb"))?;
+//! let ttl = Some(Duration::from_secs(30));
+//! let mut guard = locker.try_lock("nightly", 1, ttl)?.expect("free");
+//! guard.keep_alive(Duration::from_secs(10))?;
+//! assert!(locker.try_lock_for("nightly", 2, ttl, Duration::from_millis(10))?.is_none());
+//! let first = guard.fence();
+//! drop(guard);
+//! let next = locker.lock("nightly", 2, ttl)?;
+//! assert!(next.fence() > first);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
