@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -145,11 +145,7 @@ impl<T> FileLocker<T> {
     /// The stored bytes under `key`, from a read transaction.
     fn read_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path();
-        let read = self
-            .store()
-            .db()
-            .begin_read()
-            .map_err(|e| storage_error(path, e))?;
+        let read = self.store().begin_read()?;
         let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
         let found = locks.get(key).map_err(|e| storage_error(path, e))?;
         Ok(found.map(|guard| guard.value().to_vec()))
@@ -590,11 +586,7 @@ impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
     fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
         let path = self.path();
         let now = self.clock_now();
-        let read = self
-            .store()
-            .db()
-            .begin_read()
-            .map_err(|e| storage_error(path, e))?;
+        let read = self.store().begin_read()?;
         let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
         let mut all = Vec::new();
         for entry in locks.iter().map_err(|e| storage_error(path, e))? {

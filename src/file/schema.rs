@@ -17,9 +17,7 @@
 
 use std::path::Path;
 
-use redb::{
-    ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction,
-};
+use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 
 use super::store::{Store, storage_error};
 use crate::error::{Error, Result};
@@ -48,10 +46,7 @@ const TICKET_KEY: &str = "ticket";
 /// out the tables in a new one. Runs under the sidecar's open lock.
 pub(crate) fn check_or_init(store: &Store) -> Result<()> {
     let path = store.path();
-    let read = store
-        .db()
-        .begin_read()
-        .map_err(|e| storage_error(path, e))?;
+    let read = store.begin_read()?;
     let tables: Vec<String> = read
         .list_tables()
         .map_err(|e| storage_error(path, e))?
@@ -93,10 +88,7 @@ pub(crate) fn check_or_init(store: &Store) -> Result<()> {
 
 fn check_format(store: &Store) -> Result<()> {
     let path = store.path();
-    let read = store
-        .db()
-        .begin_read()
-        .map_err(|e| storage_error(path, e))?;
+    let read = store.begin_read()?;
     let meta = read.open_table(META).map_err(|e| storage_error(path, e))?;
     let found = meta
         .get(FORMAT_KEY)
@@ -389,10 +381,7 @@ pub(crate) fn anything_to_clean(
     mut waiter_gone: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<bool> {
     let path = store.path();
-    let read = store
-        .db()
-        .begin_read()
-        .map_err(|e| storage_error(path, e))?;
+    let read = store.begin_read()?;
     let expiry = read
         .open_table(EXPIRY)
         .map_err(|e| storage_error(path, e))?;
@@ -490,10 +479,7 @@ pub(crate) fn is_turn(
     gone: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<bool> {
     let path = store.path();
-    let read = store
-        .db()
-        .begin_read()
-        .map_err(|e| storage_error(path, e))?;
+    let read = store.begin_read()?;
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
     Ok(turn(&queued(path, &queue, key)?, ticket, gone)?.0)
 }
@@ -501,10 +487,7 @@ pub(crate) fn is_turn(
 /// How many waiters are queued for `key`, from a read transaction.
 pub(crate) fn waiters(store: &Store, key: &str) -> Result<usize> {
     let path = store.path();
-    let read = store
-        .db()
-        .begin_read()
-        .map_err(|e| storage_error(path, e))?;
+    let read = store.begin_read()?;
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
     Ok(queued(path, &queue, key)?.len())
 }

@@ -9,7 +9,10 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use redb::{ConcurrencyMode, Database, TransactionError, WriteTransaction};
+use redb::{
+    ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, TransactionError,
+    WriteTransaction,
+};
 
 use super::flock::{self, HeldLock, Session};
 use super::schema::{self, Tables};
@@ -118,8 +121,11 @@ impl Store {
         })
     }
 
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
+    /// A read transaction: a snapshot of the latest commit, taking no write lock.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
+        self.db
+            .begin_read()
+            .map_err(|e| storage_error(&self.path, e))
     }
 
     pub(crate) fn path(&self) -> &Path {
