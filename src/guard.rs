@@ -113,10 +113,10 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     }
 
     /// Takes `key`, waiting up to `wait` for it. Waiters are served in the
-    /// order they arrived, across threads and processes. Threads of one
-    /// process wake as soon as the key is released; waiters in other
-    /// processes notice within a few milliseconds. A waiter that times out
-    /// leaves the queue.
+    /// order they arrived, across threads and processes. Threads sharing the
+    /// locker (or its clones) with the releasing thread wake as soon as the
+    /// key is released; other waiters notice within a few milliseconds. A
+    /// waiter that times out leaves the queue.
     ///
     /// # Errors
     /// An invalid key, or a storage error.
