@@ -100,6 +100,7 @@ mod error;
 mod file;
 mod guard;
 mod info;
+mod jobs;
 mod locker;
 mod memory;
 mod value;
@@ -112,6 +113,7 @@ pub use crate::file::{
 };
 pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
+pub use crate::jobs::{Outcome, OverlapOptions, with_unique, with_unique_window, without_overlap};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 pub use crate::memory::MemoryLocker;
 pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, fuzzing, latest_expiry};

@@ -348,6 +348,11 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         Ok(Some(Lease { fence, expires_at }))
     }
 
+    // A memory locker's locks have no session to outlive.
+    fn detach(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
+        self.touch(key, token, expires_at)
+    }
+
     // Threads of this process always leave the queue themselves (a ticket
     // leaves it when dropped, also on unwinding), so no wait limit is kept.
     fn enqueue(&self, key: &str, _max_wait: Option<Duration>) -> Result<u64> {

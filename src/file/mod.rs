@@ -208,6 +208,40 @@ impl<T> FileLocker<T> {
         })
     }
 
+    /// Moves the expiry of the live lock under `key` held with `token`; with
+    /// `keep_session` false, also unbinds it from its holder's session.
+    fn renew(
+        &self,
+        key: &str,
+        token: &str,
+        expires_at: SystemTime,
+        keep_session: bool,
+    ) -> Result<bool> {
+        check_key(key)?;
+        check_token(token)?;
+        let new_expiry = check_expiry(expires_at)?;
+        self.decide(|tables, now| {
+            if new_expiry <= now {
+                return Ok((false, false));
+            }
+            let Some(old) = tables.get(key)? else {
+                return Ok((false, false));
+            };
+            if old.token.as_deref() != Some(token) || !self.counts(&old, now)? {
+                return Ok((false, false));
+            }
+            let stored = schema::decode_record(self.path(), key, &old.bytes)?;
+            let renewed = Record {
+                expires: Some(new_expiry),
+                session: stored.session.filter(|_| keep_session),
+                ..stored
+            };
+            tables.remove(key, &old)?;
+            tables.insert(key, &renewed)?;
+            Ok((true, true))
+        })
+    }
+
     /// Whether `key` is free and it is `ticket`'s turn, from read transactions.
     fn ready(&self, key: &str, ticket: Option<u64>) -> Result<bool> {
         let now = now_nanos(self.clock_now());
@@ -291,6 +325,10 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
             Granted::Stored(lease) => Ok(Some(lease)),
             Granted::Refused | Granted::Vacuous => Ok(None),
         }
+    }
+
+    fn detach(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
+        self.renew(key, token, expires_at, false)
     }
 
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
@@ -665,27 +703,7 @@ impl<T: Serialize + DeserializeOwned> CleanableLocker<T> for FileLocker<T> {
 
 impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
     fn touch(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
-        check_key(key)?;
-        check_token(token)?;
-        let new_expiry = check_expiry(expires_at)?;
-        self.decide(|tables, now| {
-            if new_expiry <= now {
-                return Ok((false, false));
-            }
-            let Some(old) = tables.get(key)? else {
-                return Ok((false, false));
-            };
-            if old.token.as_deref() != Some(token) || !self.counts(&old, now)? {
-                return Ok((false, false));
-            }
-            let renewed = Record {
-                expires: Some(new_expiry),
-                ..schema::decode_record(self.path(), key, &old.bytes)?
-            };
-            tables.remove(key, &old)?;
-            tables.insert(key, &renewed)?;
-            Ok((true, true))
-        })
+        self.renew(key, token, expires_at, true)
     }
 
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
