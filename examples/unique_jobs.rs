@@ -66,10 +66,12 @@ fn work(worker: &str, path: &str, start: u128) -> Result<(), Box<dyn std::error:
         }
     }
     let options = OverlapOptions::new().ttl(Duration::from_secs(30));
-    without_overlap(&locker, "report", options, |lease| {
+    let outcome = without_overlap(&locker, "report", options, |lease| {
         say(format!("report starts (fence {})", lease.fence()));
         thread::sleep(Duration::from_millis(150));
         say("report ends".to_string());
     })?;
+    // Waiting without a limit, the run always happens.
+    assert_eq!(outcome, Outcome::Ran(()));
     Ok(())
 }
