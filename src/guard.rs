@@ -65,15 +65,16 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         ticket: Option<u64>,
     ) -> Result<Option<Lease>>;
 
-    /// Moves the expiry of the live lock under `key` held with `token` to
-    /// `expires_at` and unbinds it from its holder's session, so that it
-    /// outlives its holder. Returns `Ok(false)`, changing nothing, if the
-    /// lock is not live with that token or `expires_at` is not in the future.
+    /// Sets the expiry of the live lock under `key` held with `token` to
+    /// `expires_at` (`None`: never) and unbinds it from its holder's session,
+    /// so that it outlives its holder. Returns `Ok(false)`, changing nothing,
+    /// if the lock is not live with that token or `expires_at` is not in the
+    /// future.
     ///
     /// # Errors
     /// An invalid key or token, an expiry outside the storable range, or a
     /// storage error.
-    fn detach(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool>;
+    fn detach(&self, key: &str, token: &str, expires_at: Option<SystemTime>) -> Result<bool>;
 
     /// Joins the queue of waiters for `key` and returns this waiter's ticket,
     /// greater than every ticket before it. A waiter that gives up leaves
@@ -429,6 +430,24 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
     pub fn hold_for(mut self, ttl: Duration) -> Result<bool> {
         self.stop_keeper();
         let at = expiry_after(self.locker.now(), ttl);
+        self.detach(Some(at))
+    }
+
+    /// Leaves the lock held past this guard and its process, with its
+    /// current expiry (none, for a lock taken without TTL): it is unbound
+    /// from the locker's session and not released when the guard goes.
+    /// Returns `Ok(false)` if the lock was no longer this guard's.
+    ///
+    /// # Errors
+    /// A storage error; the guard has still gone, and its lock is then
+    /// released as by a drop.
+    pub fn persist(mut self) -> Result<bool> {
+        self.stop_keeper();
+        let at = self.expires_at();
+        self.detach(at)
+    }
+
+    fn detach(mut self, at: Option<SystemTime>) -> Result<bool> {
         let held = self.locker.detach(&self.key, &self.token, at)?;
         self.released = true;
         Ok(held)

@@ -348,9 +348,28 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         Ok(Some(Lease { fence, expires_at }))
     }
 
-    // A memory locker's locks have no session to outlive.
-    fn detach(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
-        self.touch(key, token, expires_at)
+    // A memory locker's locks have no session to outlive: only the expiry
+    // changes.
+    fn detach(&self, key: &str, token: &str, expires_at: Option<SystemTime>) -> Result<bool> {
+        match expires_at {
+            Some(at) => self.touch(key, token, at),
+            None => {
+                check_key(key)?;
+                check_token(token)?;
+                let mut state = self.state();
+                let now = self.clock_now();
+                let Some(mut entry) = state.remove(key) else {
+                    return Ok(false);
+                };
+                let owned =
+                    !entry.lock.is_expired_at(now) && entry.lock.token.as_deref() == Some(token);
+                if owned {
+                    entry.lock.expires_at = None;
+                }
+                state.insert(key, entry);
+                Ok(owned)
+            }
+        }
     }
 
     // Threads of this process always leave the queue themselves (a ticket

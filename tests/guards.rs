@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hostlock::{
-    Clock, FileLocker, LeaseLocker, LeaseLost, ManualClock, MemoryLocker, RenewableLocker,
+    Clock, FileLocker, LeaseLocker, LeaseLost, Locker, ManualClock, MemoryLocker, RenewableLocker,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -295,4 +295,32 @@ fn file_guards_see_renewals_from_other_handles() {
     );
     f.clock.advance(30 * SEC);
     assert!(guard.check().unwrap(), "the lock was renewed elsewhere");
+}
+
+#[test]
+fn persisted_and_held_locks_outlive_their_handle() {
+    let f = file();
+    let path = f.locker.path().to_owned();
+    let holder: FileLocker<String> = FileLocker::builder(&path)
+        .clock(f.clock.clone())
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let forever = holder.try_lock("forever", v("v"), None).unwrap().unwrap();
+    assert!(forever.persist().unwrap());
+    let window = holder.try_lock("window", v("v"), None).unwrap().unwrap();
+    assert!(window.hold_for(60 * SEC).unwrap());
+    let bound = holder.try_lock("bound", v("v"), None).unwrap().unwrap();
+    std::mem::forget(bound); // neither released nor persisted
+    drop(holder); // its session ends
+    assert!(f.locker.exists("forever").unwrap());
+    assert_eq!(f.locker.get("forever").unwrap().unwrap().expires_at, None);
+    assert!(f.locker.exists("window").unwrap());
+    assert!(
+        !f.locker.exists("bound").unwrap(),
+        "a bound lock went with its session"
+    );
+    f.clock.advance(61 * SEC);
+    assert!(!f.locker.exists("window").unwrap());
+    assert!(f.locker.exists("forever").unwrap());
 }

@@ -214,14 +214,14 @@ impl<T> FileLocker<T> {
         &self,
         key: &str,
         token: &str,
-        expires_at: SystemTime,
+        expires_at: Option<SystemTime>,
         keep_session: bool,
     ) -> Result<bool> {
         check_key(key)?;
         check_token(token)?;
-        let new_expiry = check_expiry(expires_at)?;
+        let new_expiry = expires_at.map(check_expiry).transpose()?;
         self.decide(|tables, now| {
-            if new_expiry <= now {
+            if new_expiry.is_some_and(|at| at <= now) {
                 return Ok((false, false));
             }
             let Some(old) = tables.get(key)? else {
@@ -232,7 +232,7 @@ impl<T> FileLocker<T> {
             }
             let stored = schema::decode_record(self.path(), key, &old.bytes)?;
             let renewed = Record {
-                expires: Some(new_expiry),
+                expires: new_expiry,
                 session: stored.session.filter(|_| keep_session),
                 ..stored
             };
@@ -327,7 +327,7 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
         }
     }
 
-    fn detach(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
+    fn detach(&self, key: &str, token: &str, expires_at: Option<SystemTime>) -> Result<bool> {
         self.renew(key, token, expires_at, false)
     }
 
@@ -703,7 +703,7 @@ impl<T: Serialize + DeserializeOwned> CleanableLocker<T> for FileLocker<T> {
 
 impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
     fn touch(&self, key: &str, token: &str, expires_at: SystemTime) -> Result<bool> {
-        self.renew(key, token, expires_at, true)
+        self.renew(key, token, Some(expires_at), true)
     }
 
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
