@@ -1,0 +1,412 @@
+//! `hostlock`: list, inspect, take and release the locks of a hostlock lock
+//! file, and run a command while holding one. `docs/cli.md` documents the
+//! commands, their JSON output and their exit codes.
+
+mod duration;
+mod render;
+
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, ExitCode};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use ciborium::Value as Cbor;
+use clap::{Parser, Subcommand};
+use hostlock::{
+    CleanableLocker, FileLocker, InspectableLocker, LeaseLocker, LockGuard, Locker, RenewableLocker,
+};
+use serde_json::json;
+
+/// Exit code: an error (bad input, an unusable file); the message is on stderr.
+const FAILED: u8 = 1;
+/// Exit code: no such lock, or it is not held with the given token.
+const NOT_HELD: u8 = 3;
+/// Exit code: the key is held by someone else (like `flock -E`), or a
+/// `--unique-window` run already happened within the window.
+const BUSY: u8 = 75;
+/// Exit code: `run` lost its lease while the command ran.
+const LEASE_LOST: u8 = 76;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostlock",
+    version,
+    about = "Named, expiring locks in a lock file shared by the processes of a host"
+)]
+struct Cli {
+    /// The lock file.
+    #[arg(long, env = "HOSTLOCK_FILE", global = true)]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the live locks (with --all, also expired ones not yet removed).
+    List {
+        /// Include expired locks and those of holders that are gone.
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one lock, live or not; exits 3 if there is none.
+    Get {
+        key: String,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a lock that outlives this command; prints its token and fence.
+    Acquire {
+        key: String,
+        /// Expire after this long (500ms, 30s, 5m, 2h, 1d); default: never.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The value to store, as JSON; default: null.
+        #[arg(long)]
+        value: Option<String>,
+        /// Wait this long for the key, in line with other waiters.
+        #[arg(long)]
+        wait: Option<String>,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a lock if it is held with this token.
+    Release {
+        key: String,
+        #[arg(long)]
+        token: String,
+    },
+    /// Remove a lock whoever holds it.
+    ForceRelease { key: String },
+    /// Set a held lock's expiry to this long from now, if held with this token.
+    Renew {
+        key: String,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        ttl: String,
+    },
+    /// Remove expired locks and those of holders that are gone.
+    Cleanup,
+    /// Run a command while holding a lock: exits with the command's status.
+    Run {
+        key: String,
+        /// Hold a lease of this long, renewed while the command runs;
+        /// default: held until the command ends.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Wait at most this long for the key; default: as long as it takes.
+        #[arg(long, conflicts_with = "no_wait")]
+        wait: Option<String>,
+        /// Do not wait: exit 75 at once if the key is held.
+        #[arg(long)]
+        no_wait: bool,
+        /// Run at most once per window: keep the key for this long after the
+        /// command ends, and exit 75 (without running) within the window.
+        #[arg(long, conflicts_with_all = ["wait", "ttl"])]
+        unique_window: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+impl Command {
+    /// The key the command works on, if any.
+    fn key(&self) -> Option<&str> {
+        match self {
+            Command::List { .. } | Command::Cleanup => None,
+            Command::Get { key, .. }
+            | Command::Acquire { key, .. }
+            | Command::Release { key, .. }
+            | Command::ForceRelease { key }
+            | Command::Renew { key, .. }
+            | Command::Run { key, .. } => Some(key),
+        }
+    }
+}
+
+/// The library's key rules, checked before the file is opened.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("invalid key: a key must not be empty".to_owned());
+    }
+    if key.len() > hostlock::MAX_KEY_LEN {
+        return Err(format!(
+            "invalid key: a key is at most {} bytes, this one has {}",
+            hostlock::MAX_KEY_LEN,
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A failure to report: one line on stderr and an exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A library error, naming the file if the message does not already.
+fn failed(path: &Path, e: hostlock::Error) -> Failure {
+    let message = e.to_string();
+    let shown = path.display().to_string();
+    if message.contains(&shown) {
+        Failure::new(FAILED, message)
+    } else {
+        Failure::new(FAILED, format!("{shown}: {message}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("hostlock: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let path = cli.file.ok_or_else(|| {
+        Failure::new(
+            FAILED,
+            "no lock file given: pass --file PATH or set HOSTLOCK_FILE",
+        )
+    })?;
+    // Bad input is reported with the file, on one line, before the file is
+    // opened, so that it creates nothing.
+    let invalid = |message: String| Failure::new(FAILED, format!("{}: {message}", path.display()));
+    let parse = |text: Option<String>| {
+        text.map(|t| duration::parse(&t))
+            .transpose()
+            .map_err(invalid)
+    };
+    if let Some(key) = cli.command.key() {
+        check_key(key).map_err(invalid)?;
+    }
+    // Only the commands that take a lock may create the file.
+    let creates = matches!(cli.command, Command::Acquire { .. } | Command::Run { .. });
+    if !creates && !path.exists() {
+        return Err(invalid("no such lock file".to_owned()));
+    }
+    let fail = |e| failed(&path, e);
+    let open = || -> Result<FileLocker<Cbor>, Failure> {
+        FileLocker::builder(&path)
+            .background_cleanup(false)
+            .open()
+            .map_err(fail)
+    };
+    let out = &mut std::io::stdout().lock();
+    let print = |out: &mut dyn Write, text: String| {
+        writeln!(out, "{text}")
+            .map_err(|e| Failure::new(FAILED, format!("cannot write output: {e}")))
+    };
+    let not_held =
+        |key: &str| Failure::new(NOT_HELD, format!("{key:?} is not held with that token"));
+    match cli.command {
+        Command::List { all, json } => {
+            let locks = open()?.list(all).map_err(fail)?;
+            if json {
+                let array: Vec<_> = locks.iter().map(render::lock_json).collect();
+                print(out, serde_json::Value::Array(array).to_string())?;
+            } else {
+                print(out, render::table(&locks, SystemTime::now()))?;
+            }
+            Ok(0)
+        }
+        Command::Get { key, json } => {
+            let Some(info) = open()?.info(&key).map_err(fail)? else {
+                let message = format!("no lock {key:?} in {}", path.display());
+                return Err(Failure::new(NOT_HELD, message));
+            };
+            if json {
+                print(out, render::lock_json(&info).to_string())?;
+            } else {
+                print(out, render::table(&[info], SystemTime::now()))?;
+            }
+            Ok(0)
+        }
+        Command::Acquire {
+            key,
+            ttl,
+            value,
+            wait,
+            json,
+        } => {
+            let (ttl, wait) = (parse(ttl)?, parse(wait)?);
+            let value = match value {
+                Some(text) => render::from_json(&text).map_err(invalid)?,
+                None => Cbor::Null,
+            };
+            let locker = open()?;
+            // Taken without expiry (bound to this process until kept), so it
+            // cannot expire before it is kept; the TTL counts from then.
+            let guard = match wait {
+                Some(wait) => locker.try_lock_for(&key, value, None, wait),
+                None => locker.try_lock(&key, value, None),
+            }
+            .map_err(fail)?;
+            let Some(guard) = guard else {
+                let message = format!("{key:?} is held in {}", path.display());
+                return Err(Failure::new(BUSY, message));
+            };
+            let (token, fence) = (guard.token().to_owned(), guard.fence());
+            let kept = match ttl {
+                Some(ttl) => guard.hold_for(ttl),
+                None => guard.persist(),
+            };
+            if !kept.map_err(fail)? {
+                let message = format!("lost {key:?} before it was kept");
+                return Err(Failure::new(NOT_HELD, message));
+            }
+            if json {
+                let info = locker.info(&key).map_err(fail)?;
+                let expires = info.and_then(|info| info.expires_at);
+                let object = json!({
+                    "key": key,
+                    "token": token,
+                    "fence": fence,
+                    "expires_at_ms": expires.map(render::millis),
+                });
+                print(out, object.to_string())?;
+            } else {
+                print(out, format!("token={token} fence={fence}"))?;
+            }
+            Ok(0)
+        }
+        Command::Release { key, token } => {
+            if open()?.release_if_owner(&key, &token).map_err(fail)? {
+                Ok(0)
+            } else {
+                Err(not_held(&key))
+            }
+        }
+        Command::ForceRelease { key } => {
+            open()?.force_release(&key).map_err(fail)?;
+            Ok(0)
+        }
+        Command::Renew { key, token, ttl } => {
+            let ttl = duration::parse(&ttl).map_err(invalid)?;
+            let at = SystemTime::now()
+                .checked_add(ttl)
+                .ok_or_else(|| invalid("the TTL is too long".to_owned()))?;
+            if open()?.touch(&key, &token, at).map_err(fail)? {
+                Ok(0)
+            } else {
+                Err(not_held(&key))
+            }
+        }
+        Command::Cleanup => {
+            let removed = open()?.cleanup().map_err(fail)?;
+            print(out, format!("removed {removed}"))?;
+            Ok(0)
+        }
+        Command::Run {
+            key,
+            ttl,
+            wait,
+            no_wait,
+            unique_window,
+            command,
+        } => {
+            let (ttl, wait, unique_window) = (parse(ttl)?, parse(wait)?, parse(unique_window)?);
+            let locker = open()?;
+            let guard = if no_wait || unique_window.is_some() {
+                locker.try_lock(&key, Cbor::Null, ttl)
+            } else {
+                match wait {
+                    Some(wait) => locker.try_lock_for(&key, Cbor::Null, ttl, wait),
+                    None => locker.lock(&key, Cbor::Null, ttl).map(Some),
+                }
+            }
+            .map_err(fail)?;
+            let Some(mut guard) = guard else {
+                let why = if unique_window.is_some() {
+                    "ran within its window or is running"
+                } else {
+                    "is held"
+                };
+                let message = format!("{key:?} {why}; not running the command");
+                return Err(Failure::new(BUSY, message));
+            };
+            if let Some(ttl) = ttl {
+                let interval = (ttl / 3).max(Duration::from_millis(10));
+                guard.keep_alive(interval).map_err(fail)?;
+            }
+            let code = supervise(&guard, &command)?;
+            match unique_window {
+                Some(window) => drop(guard.hold_for(window).map_err(fail)?),
+                None => drop(guard.unlock().map_err(fail)?),
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Runs the command with the lock's fence and token in its environment,
+/// until it exits; stops it with SIGTERM if the lease is lost.
+fn supervise(
+    guard: &LockGuard<'_, FileLocker<Cbor>, Cbor>,
+    command: &[String],
+) -> Result<u8, Failure> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Failure::new(FAILED, "no command to run"))?;
+    let mut child = Process::new(program)
+        .args(args)
+        .env("HOSTLOCK_KEY", guard.key())
+        .env("HOSTLOCK_FENCE", guard.fence().to_string())
+        .env("HOSTLOCK_TOKEN", guard.token())
+        .spawn()
+        .map_err(|e| Failure::new(FAILED, format!("cannot run {program:?}: {e}")))?;
+    let mut lost = None;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Failure::new(FAILED, format!("cannot wait for {program:?}: {e}")))?
+        {
+            break status;
+        }
+        if lost.is_none()
+            && let Some(why) = guard.lost()
+        {
+            eprintln!(
+                "hostlock: the lease on {:?} was lost ({why}); sending SIGTERM to {program:?}",
+                guard.key()
+            );
+            // std offers SIGKILL only; kill(1) sends the polite signal.
+            let _ = Process::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            lost = Some(why);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    if lost.is_some() {
+        return Ok(LEASE_LOST);
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(FAILED),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(FAILED),
+        (None, None) => FAILED,
+    })
+}

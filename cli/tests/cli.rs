@@ -1,0 +1,292 @@
+//! The real `hostlock` binary: every command, the JSON shapes, the exit
+//! codes, and `run` holding its lock for the command's lifetime.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BUSY: i32 = 75;
+const NOT_HELD: i32 = 3;
+const LEASE_LOST: i32 = 76;
+
+struct Env {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("locks.redb");
+        Env { dir, file }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostlock"));
+        cmd.env("HOSTLOCK_FILE", &self.file).args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed, and returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Checks a failure: its exit code, and one line on stderr that names `what`.
+fn fails(out: &Output, code: i32, what: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains(what), "{err:?} should name {what:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+fn token_and_fence(text: &str) -> (String, u64) {
+    let mut token = None;
+    let mut fence = None;
+    for part in text.split_whitespace() {
+        if let Some(t) = part.strip_prefix("token=") {
+            token = Some(t.to_owned());
+        }
+        if let Some(f) = part.strip_prefix("fence=") {
+            fence = Some(f.parse().unwrap());
+        }
+    }
+    (token.unwrap(), fence.unwrap())
+}
+
+#[test]
+fn acquire_get_list_release() {
+    let env = Env::new();
+    let (token, fence) = token_and_fence(&env.ok(&[
+        "acquire",
+        "job",
+        "--ttl",
+        "30s",
+        "--value",
+        r#"{"who":"worker-1","n":3}"#,
+    ]));
+    assert_eq!(token.len(), 32);
+    let busy = env.run(&["acquire", "job"]);
+    fails(&busy, BUSY, "job");
+
+    let got = env.json(&["get", "job", "--json"]);
+    assert_eq!(got["key"], "job");
+    assert_eq!(got["value"], serde_json::json!({"who": "worker-1", "n": 3}));
+    assert_eq!(got["state"], "live");
+    assert_eq!(got["fence"], fence);
+    assert_eq!(got["has_token"], true);
+    assert!(got["expires_at_ms"].as_u64().unwrap() > got["acquired_at_ms"].as_u64().unwrap());
+    assert!(got["holder"]["pid"].as_u64().unwrap() > 0);
+    assert_eq!(
+        got["holder"]["alive"],
+        Value::Null,
+        "an acquire outlives its process"
+    );
+
+    env.ok(&["acquire", "other"]);
+    let list = env.json(&["list", "--json"]);
+    let keys: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["job", "other"]);
+    let table = env.ok(&["list"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["KEY", "PID", "ALIVE", "EXPIRES", "IN", "FENCE", "VALUE"]
+    );
+    assert!(table.contains(r#"{"n":3,"who":"worker-1"}"#), "{table}");
+    assert!(table.contains("never"), "{table}");
+
+    fails(
+        &env.run(&["release", "job", "--token", "not-mine"]),
+        NOT_HELD,
+        "job",
+    );
+    env.ok(&["renew", "job", "--token", &token, "--ttl", "5m"]);
+    let renewed = env.json(&["get", "job", "--json"]);
+    assert!(renewed["expires_at_ms"].as_u64() > got["expires_at_ms"].as_u64());
+    env.ok(&["release", "job", "--token", &token]);
+    fails(&env.run(&["get", "job"]), NOT_HELD, "job");
+    fails(
+        &env.run(&["renew", "job", "--token", &token, "--ttl", "5m"]),
+        NOT_HELD,
+        "job",
+    );
+
+    env.ok(&["force-release", "other"]);
+    env.ok(&["force-release", "never-was"]);
+    assert_eq!(env.json(&["list", "--json"]), serde_json::json!([]));
+}
+
+#[test]
+fn acquire_prints_json_and_waits() {
+    let env = Env::new();
+    let first = env.json(&["acquire", "k", "--ttl", "400ms", "--json"]);
+    assert_eq!(first["key"], "k");
+    assert!(first["token"].as_str().unwrap().len() == 32);
+    assert!(first["expires_at_ms"].is_u64());
+    // Waits for the first lease to expire.
+    let second = env.json(&["acquire", "k", "--wait", "30s", "--json"]);
+    assert!(second["fence"].as_u64() > first["fence"].as_u64());
+    assert_eq!(second["expires_at_ms"], Value::Null);
+    fails(&env.run(&["acquire", "k", "--wait", "50ms"]), BUSY, "k");
+}
+
+#[test]
+fn cleanup_and_list_all() {
+    let env = Env::new();
+    env.ok(&["acquire", "short", "--ttl", "1ms"]);
+    env.ok(&["acquire", "long"]);
+    thread::sleep(Duration::from_millis(20));
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+    let all = env.json(&["list", "--all", "--json"]);
+    let short = &all.as_array().unwrap()[1];
+    assert_eq!(
+        (short["key"].as_str(), short["state"].as_str()),
+        (Some("short"), Some("expired"))
+    );
+    assert_eq!(env.ok(&["cleanup"]).trim(), "removed 1");
+    assert_eq!(env.ok(&["cleanup"]).trim(), "removed 0");
+}
+
+#[test]
+fn run_exports_the_lock_and_exits_with_the_command() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        "job",
+        "--",
+        "sh",
+        "-c",
+        "echo $HOSTLOCK_KEY $HOSTLOCK_FENCE ${#HOSTLOCK_TOKEN}; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields[0], "job");
+    assert!(fields[1].parse::<u64>().unwrap() > 0);
+    assert_eq!(fields[2], "32");
+    assert_eq!(
+        env.json(&["list", "--json"]),
+        serde_json::json!([]),
+        "released after"
+    );
+    fails(
+        &env.run(&["run", "job", "--", "/no/such/program"]),
+        1,
+        "/no/such/program",
+    );
+}
+
+fn spawn_holder(env: &Env, args: &[&str]) -> Child {
+    env.command(args).stdout(Stdio::null()).spawn().unwrap()
+}
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn held(env: &Env, key: &str) -> bool {
+    env.run(&["get", key]).status.success()
+}
+
+#[test]
+fn run_holds_the_lock_while_the_command_runs() {
+    let env = Env::new();
+    let marker = env.dir.path().join("release");
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done", marker.display());
+    let mut holder = spawn_holder(
+        &env,
+        &["run", "job", "--ttl", "2s", "--", "sh", "-c", &script],
+    );
+    eventually("the run holds the key", || held(&env, "job"));
+    let busy = env.run(&["run", "job", "--no-wait", "--", "true"]);
+    fails(&busy, BUSY, "job");
+    // A waiting run goes once the first ends.
+    let mut waiter = spawn_holder(&env, &["run", "job", "--wait", "30s", "--", "true"]);
+    std::fs::write(&marker, "").unwrap();
+    assert!(holder.wait().unwrap().success());
+    assert!(waiter.wait().unwrap().success());
+    assert!(!held(&env, "job"));
+}
+
+#[test]
+fn run_stops_the_command_when_the_lease_is_lost() {
+    let env = Env::new();
+    let holder = spawn_holder(&env, &["run", "job", "--ttl", "300ms", "--", "sleep", "30"]);
+    eventually("the run holds the key", || held(&env, "job"));
+    env.ok(&["force-release", "job"]);
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(LEASE_LOST));
+}
+
+#[test]
+fn unique_window_runs_once_per_window() {
+    let env = Env::new();
+    env.ok(&["run", "digest", "--unique-window", "1h", "--", "true"]);
+    fails(
+        &env.run(&["run", "digest", "--unique-window", "1h", "--", "true"]),
+        BUSY,
+        "digest",
+    );
+    let got = env.json(&["get", "digest", "--json"]);
+    assert_eq!(got["state"], "live", "held for the window after the run");
+}
+
+#[test]
+fn bad_input_is_one_line_naming_the_file() {
+    let env = Env::new();
+    let file = env.file.display().to_string();
+    fails(&env.run(&["list"]), 1, &file); // missing file
+    fails(&env.run(&["acquire", "k", "--ttl", "3q"]), 1, "3q");
+    fails(&env.run(&["acquire", "k", "--ttl", "3q"]), 1, &file);
+    fails(&env.run(&["acquire", "k", "--value", "{bad"]), 1, &file);
+    fails(&env.run(&["acquire", "", "--ttl", "1s"]), 1, "key");
+    let foreign = env.dir.path().join("notes.txt");
+    std::fs::write(&foreign, "not a lock file").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hostlock"))
+        .args(["--file", foreign.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    fails(&out, 1, "notes.txt");
+    let out = Command::new(env!("CARGO_BIN_EXE_hostlock"))
+        .arg("list")
+        .env_remove("HOSTLOCK_FILE")
+        .output()
+        .unwrap();
+    fails(&out, 1, "HOSTLOCK_FILE");
+    assert!(
+        !Path::new(&env.file).exists(),
+        "nothing created by bad input"
+    );
+}
