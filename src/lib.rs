@@ -109,7 +109,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
 pub use crate::file::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, FileLocker,
-    FileLockerBuilder,
+    FileLockerBuilder, IntegrityReport,
 };
 pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};

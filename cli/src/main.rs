@@ -95,6 +95,10 @@ enum Command {
     },
     /// Remove expired locks and those of holders that are gone.
     Cleanup,
+    /// Give the file's free space back to the file system.
+    Compact,
+    /// Verify the whole file: exits 1 if anything is wrong.
+    Check,
     /// Run a command while holding a lock: exits with the command's status.
     Run {
         key: String,
@@ -122,7 +126,7 @@ impl Command {
     /// The key the command works on, if any.
     fn key(&self) -> Option<&str> {
         match self {
-            Command::List { .. } | Command::Cleanup => None,
+            Command::List { .. } | Command::Cleanup | Command::Compact | Command::Check => None,
             Command::Get { key, .. }
             | Command::Acquire { key, .. }
             | Command::Release { key, .. }
@@ -319,6 +323,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let removed = open()?.cleanup().map_err(fail)?;
             print(out, format!("removed {removed}"))?;
             Ok(0)
+        }
+        Command::Compact => {
+            let compacted = open()?.compact().map_err(fail)?;
+            let said = if compacted {
+                "compacted"
+            } else {
+                "nothing to compact"
+            };
+            print(out, said.to_owned())?;
+            Ok(0)
+        }
+        Command::Check => {
+            let report = open()?.check().map_err(fail)?;
+            if report.repaired {
+                print(out, "repaired damage the storage engine found".to_owned())?;
+            }
+            for problem in &report.problems {
+                print(out, format!("problem: {problem}"))?;
+            }
+            if report.problems.is_empty() {
+                print(out, format!("ok: {} locks", report.locks))?;
+                Ok(0)
+            } else {
+                let count = report.problems.len();
+                Err(invalid(format!("{count} problems found")))
+            }
         }
         Command::Run {
             key,

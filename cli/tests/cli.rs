@@ -290,3 +290,21 @@ fn bad_input_is_one_line_naming_the_file() {
         "nothing created by bad input"
     );
 }
+
+#[test]
+fn check_and_compact() {
+    let env = Env::new();
+    env.ok(&["acquire", "k", "--value", "\"kept\""]);
+    for i in 0..50 {
+        let key = format!("tmp{i}");
+        env.ok(&["acquire", &key]);
+        env.ok(&["force-release", &key]);
+    }
+    assert_eq!(env.ok(&["check"]).trim(), "ok: 1 locks");
+    let said = env.ok(&["compact"]);
+    assert!(
+        ["compacted", "nothing to compact"].contains(&said.trim()),
+        "{said}"
+    );
+    assert_eq!(env.json(&["get", "k", "--json"])["value"], "kept");
+}

@@ -128,7 +128,62 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
     }
 }
 
+/// What [`FileLocker::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IntegrityReport {
+    /// How many locks the file holds, live or not.
+    pub locks: usize,
+    /// Whether the storage engine found damage and repaired it.
+    pub repaired: bool,
+    /// What is wrong with hostlock's own tables (records that do not
+    /// decode, index entries without their lock); empty if nothing.
+    pub problems: Vec<String>,
+}
+
 impl<T> FileLocker<T> {
+    /// Checks the whole file: the storage engine verifies every page's
+    /// checksum (repairing what it can), then every lock record is decoded
+    /// and the indexes are compared with the locks. Other processes go on
+    /// using the file; their writes wait while the engine checks.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] for damage the engine could not repair, or a
+    /// storage error.
+    pub fn check(&self) -> Result<IntegrityReport> {
+        let path = self.path();
+        let repaired = self.store().with_own_handle(|db| {
+            db.check_integrity()
+                .map(|passed| !passed)
+                .map_err(|e| storage_error(path, e))
+        })?;
+        let (locks, problems) = schema::audit(self.store())?;
+        Ok(IntegrityReport {
+            locks,
+            repaired,
+            problems,
+        })
+    }
+
+    /// Gives the file's free space back to the file system. Returns `false`
+    /// when there was nothing to compact.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while another handle or process has a transaction
+    /// open, or a storage error.
+    pub fn compact(&self) -> Result<bool> {
+        let path = self.path();
+        self.store().with_own_handle(|db| {
+            db.compact().map_err(|e| match e {
+                redb::CompactionError::TransactionInProgress => Error::Busy {
+                    path: path.to_owned(),
+                    waited: Duration::ZERO,
+                },
+                other => storage_error(path, other),
+            })
+        })
+    }
+
     /// The path of the lock file.
     pub fn path(&self) -> &Path {
         self.inner.store.path()

@@ -491,3 +491,72 @@ pub(crate) fn waiters(store: &Store, key: &str) -> Result<usize> {
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
     Ok(queued(path, &queue, key)?.len())
 }
+
+/// Decodes every lock and compares the indexes with the locks, from a read
+/// transaction. Returns the number of locks and the problems found.
+pub(crate) fn audit(store: &Store) -> Result<(usize, Vec<String>)> {
+    let path = store.path();
+    let read = store.begin_read()?;
+    let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+    let mut problems = Vec::new();
+    let mut count = 0;
+    let mut expiries = std::collections::BTreeSet::new();
+    let mut holders = std::collections::BTreeSet::new();
+    for entry in locks.iter().map_err(|e| storage_error(path, e))? {
+        let (key, bytes) = entry.map_err(|e| storage_error(path, e))?;
+        count += 1;
+        let key = key.value().to_owned();
+        match Record::decode(bytes.value()) {
+            Ok(record) => {
+                if let Some(at) = record.expires {
+                    expiries.insert((at, key.clone()));
+                }
+                if let Some(session) = record.session {
+                    holders.insert((session, key));
+                }
+            }
+            Err(detail) => problems.push(format!("lock {key:?} does not decode: {detail}")),
+        }
+    }
+    let expiry = read
+        .open_table(EXPIRY)
+        .map_err(|e| storage_error(path, e))?;
+    let mut indexed = 0;
+    for entry in expiry.iter().map_err(|e| storage_error(path, e))? {
+        let (k, _) = entry.map_err(|e| storage_error(path, e))?;
+        let (at, key) = k.value();
+        indexed += 1;
+        if !expiries.contains(&(at, key.to_owned())) {
+            problems.push(format!(
+                "expiry index names {key:?}, which has no such expiry"
+            ));
+        }
+    }
+    if indexed < expiries.len() {
+        problems.push(format!(
+            "{} expiring locks are missing from the expiry index",
+            expiries.len() - indexed
+        ));
+    }
+    let holder = read
+        .open_table(HOLDER)
+        .map_err(|e| storage_error(path, e))?;
+    let mut indexed = 0;
+    for entry in holder.iter().map_err(|e| storage_error(path, e))? {
+        let (k, _) = entry.map_err(|e| storage_error(path, e))?;
+        let (session, key) = k.value();
+        indexed += 1;
+        if !holders.contains(&(session, key.to_owned())) {
+            problems.push(format!(
+                "holder index names {key:?}, which has no such holder"
+            ));
+        }
+    }
+    if indexed < holders.len() {
+        problems.push(format!(
+            "{} bound locks are missing from the holder index",
+            holders.len() - indexed
+        ));
+    }
+    Ok((count, problems))
+}

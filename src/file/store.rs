@@ -121,6 +121,24 @@ impl Store {
         })
     }
 
+    /// Runs `f` on a second handle of the database, for the engine's
+    /// operations that need a handle of their own (integrity check,
+    /// compaction). Other handles and processes go on meanwhile; the engine
+    /// makes their writes wait while it works.
+    pub(crate) fn with_own_handle<R>(
+        &self,
+        f: impl FnOnce(&mut Database) -> Result<R>,
+    ) -> Result<R> {
+        let mut builder = Database::builder();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        let mut db = builder
+            .open(&self.path)
+            .map_err(|e| storage_error(&self.path, e))?;
+        let result = f(&mut db);
+        db.close().map_err(|e| storage_error(&self.path, e))?;
+        result
+    }
+
     /// A read transaction: a snapshot of the latest commit, taking no write lock.
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
         self.db
