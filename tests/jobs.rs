@@ -18,6 +18,8 @@ use hostlock::{
     with_unique, with_unique_window, without_overlap,
 };
 
+const LOG: &str = "HOSTLOCK_TEST_LOG";
+
 /// The body of every child process; does nothing in a normal test run.
 #[test]
 fn child_entry() {
@@ -31,6 +33,25 @@ fn child_entry() {
         "duplicate" => {
             let outcome = with_unique(&locker, "import", None, |_| ()).unwrap();
             println!("OUTCOME {outcome:?}");
+        }
+        // Runs ten jobs without overlap, logging each run.
+        "overlap" => {
+            use std::io::Write;
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(common::setting(LOG))
+                .unwrap();
+            let pid = std::process::id();
+            for _ in 0..10 {
+                let options = OverlapOptions::new().ttl(Duration::from_secs(30));
+                let outcome = without_overlap(&locker, "nightly", options, |_| {
+                    log.write_all(format!("enter {pid}\n").as_bytes()).unwrap();
+                    thread::sleep(Duration::from_millis(2));
+                    log.write_all(format!("leave {pid}\n").as_bytes()).unwrap();
+                })
+                .unwrap();
+                assert_eq!(outcome, Outcome::Ran(()));
+            }
         }
         // Runs a job in a window of an hour, and exits.
         "window" => {
@@ -298,4 +319,35 @@ fn a_window_outlives_the_process_that_ran_the_job() {
         with_unique_window(&locker, "digest", hour, |_| ()).unwrap(),
         Outcome::Skipped
     );
+}
+
+#[test]
+fn runs_in_other_processes_never_overlap_and_all_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let log = dir.path().join("runs.log");
+    std::fs::write(&log, "").unwrap();
+    drop(FileLocker::<String>::open(&path).unwrap());
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            common::Reaped(
+                common::child("overlap", &path)
+                    .env(LOG, &log)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.0.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3 * 10 * 2, "every run happened");
+    for pair in lines.chunks(2) {
+        let (enter, leave) = (pair[0], pair[1]);
+        assert!(enter.starts_with("enter "), "{enter}");
+        assert_eq!(leave, enter.replace("enter", "leave"), "runs overlapped");
+    }
 }
