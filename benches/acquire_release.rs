@@ -3,6 +3,8 @@
 //! - `cycle/*`: one thread, acquire then release of a fresh key; baselines are
 //!   `MemoryLocker` and an fs2 lock+unlock of a file (the floor of any lock
 //!   that crosses processes).
+//!   `file_guard` is the same cycle through a guard (`try_lock` + `unlock`):
+//!   a lease bound to the handle's session, which also checks the queue.
 //! - `get_held/file`: `get` of a held key.
 //! - `processes/N`: N processes on one file, each cycling over its own keys;
 //!   the time is for all their cycles together (aggregate throughput).
@@ -14,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use hostlock::{FileLocker, LockValue, Locker, MemoryLocker};
+use hostlock::{FileLocker, LeaseLocker, LockValue, Locker, MemoryLocker};
 
 /// Set in a child process of `processes/N`: "PATH CYCLES PREFIX".
 const CHILD: &str = "HOSTLOCK_BENCH_CHILD";
@@ -58,6 +60,16 @@ fn single_thread(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             cycle(&file, &format!("key-{n}"), n);
+        })
+    });
+    group.bench_function("file_guard", |b| {
+        b.iter(|| {
+            n += 1;
+            let guard = file
+                .try_lock(&format!("key-{n}"), n, None)
+                .expect("try_lock")
+                .expect("free");
+            assert!(guard.unlock().expect("unlock"));
         })
     });
     group.finish();
