@@ -79,3 +79,27 @@ fn compaction_gives_space_back() {
     assert!(locker.acquire("k", LockValue::new(value)).unwrap());
     assert!(locker.check().unwrap().problems.is_empty());
 }
+
+#[test]
+fn an_index_entry_without_its_lock_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    drop(open(&path));
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let expiry: redb::TableDefinition<'_, (u64, &str), ()> =
+                redb::TableDefinition::new("hostlock_expiry");
+            tx.open_table(expiry)
+                .unwrap()
+                .insert((5, "ghost"), ())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let report = open(&path).check().unwrap();
+    assert_eq!(report.locks, 0);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(report.problems[0].contains("expiry index names \"ghost\""));
+}

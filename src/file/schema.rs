@@ -521,42 +521,39 @@ pub(crate) fn audit(store: &Store) -> Result<(usize, Vec<String>)> {
     let expiry = read
         .open_table(EXPIRY)
         .map_err(|e| storage_error(path, e))?;
-    let mut indexed = 0;
-    for entry in expiry.iter().map_err(|e| storage_error(path, e))? {
-        let (k, _) = entry.map_err(|e| storage_error(path, e))?;
-        let (at, key) = k.value();
-        indexed += 1;
-        if !expiries.contains(&(at, key.to_owned())) {
-            problems.push(format!(
-                "expiry index names {key:?}, which has no such expiry"
-            ));
-        }
-    }
-    if indexed < expiries.len() {
-        problems.push(format!(
-            "{} expiring locks are missing from the expiry index",
-            expiries.len() - indexed
-        ));
-    }
+    audit_index(path, &expiry, "expiry", &expiries, &mut problems)?;
     let holder = read
         .open_table(HOLDER)
         .map_err(|e| storage_error(path, e))?;
+    audit_index(path, &holder, "holder", &holders, &mut problems)?;
+    Ok((count, problems))
+}
+
+/// Compares an index keyed by (number, key) with the entries the locks say
+/// it should hold, adding what differs to `problems`.
+fn audit_index(
+    path: &Path,
+    index: &impl ReadableTable<(u64, &'static str), ()>,
+    name: &str,
+    expected: &std::collections::BTreeSet<(u64, String)>,
+    problems: &mut Vec<String>,
+) -> Result<()> {
     let mut indexed = 0;
-    for entry in holder.iter().map_err(|e| storage_error(path, e))? {
+    for entry in index.iter().map_err(|e| storage_error(path, e))? {
         let (k, _) = entry.map_err(|e| storage_error(path, e))?;
-        let (session, key) = k.value();
+        let (number, key) = k.value();
         indexed += 1;
-        if !holders.contains(&(session, key.to_owned())) {
+        if !expected.contains(&(number, key.to_owned())) {
             problems.push(format!(
-                "holder index names {key:?}, which has no such holder"
+                "the {name} index names {key:?}, whose lock does not match"
             ));
         }
     }
-    if indexed < holders.len() {
+    if indexed < expected.len() {
         problems.push(format!(
-            "{} bound locks are missing from the holder index",
-            holders.len() - indexed
+            "{} locks are missing from the {name} index",
+            expected.len() - indexed
         ));
     }
-    Ok((count, problems))
+    Ok(())
 }
