@@ -1,0 +1,475 @@
+//! Torture: worker processes run random operations on a few keys of one
+//! file while a supervisor kills them with SIGKILL at random moments and
+//! checks the file after each kill. Every operation is logged with its
+//! start, end and result; a checker then proves from the logs that no two
+//! holds of a key overlapped, that no acknowledged lock went missing, and
+//! that fences grew. A broken worker (one that steals keys) must make the
+//! checker report violations, so the checker is known to see them.
+//!
+//! `torture_short` runs in CI. The long configuration runs with
+//! `HOSTLOCK_TORTURE_WORKERS=8 HOSTLOCK_TORTURE_SECS=600
+//! cargo test --release --test torture -- --ignored --nocapture`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hostlock::{CleanableLocker, FileLocker, LeaseLocker, LockValue, Locker, RenewableLocker};
+
+const LOG: &str = "HOSTLOCK_TEST_LOG";
+const SEED: &str = "HOSTLOCK_TEST_SEED";
+const BROKEN: &str = "HOSTLOCK_TEST_BROKEN";
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// A small deterministic generator (xorshift), so no dependency is needed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The body of every child process; does nothing in a normal test run.
+#[test]
+fn child_entry() {
+    let Some(role) = common::role() else { return };
+    assert_eq!(role, "worker");
+    let locker: FileLocker<u32> = FileLocker::builder(common::setting(common::FILE))
+        .background_cleanup(false)
+        .busy_timeout(Duration::from_secs(30))
+        .open()
+        .unwrap();
+    let mut log = OpenOptions::new()
+        .append(true)
+        .open(common::setting(LOG))
+        .unwrap();
+    let broken = std::env::var(BROKEN).is_ok();
+    let mut rng = Rng(common::setting(SEED).parse::<u64>().unwrap() | 1);
+    let pid = std::process::id();
+    let parent = std::os::unix::process::parent_id();
+    let mut guards = Vec::new();
+    let mut tokens: Vec<(String, String)> = Vec::new(); // (key, token) of trait acquires
+    let mut n = 0u64;
+    while !common::orphaned(parent) {
+        n += 1;
+        let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+        let start = now_ns();
+        // One line per finished operation: op key start end result [details].
+        let line = match rng.below(100) {
+            0..30 => {
+                let token = format!("{pid}-{n}");
+                let ttl = Duration::from_millis(100 + rng.below(900));
+                let lock = LockValue::new(pid).with_ttl(ttl).with_token(&token);
+                let expires = lock.expires_at.unwrap().duration_since(UNIX_EPOCH).unwrap();
+                if broken {
+                    // The deliberate bug: take the key whoever holds it.
+                    locker.force_release(key).unwrap();
+                }
+                let ok = locker.acquire(key, lock).unwrap();
+                if ok {
+                    tokens.push((key.to_owned(), token.clone()));
+                }
+                let end = now_ns();
+                format!(
+                    "acq {key} {start} {end} {ok} {token} {}",
+                    expires.as_nanos()
+                )
+            }
+            30..45 => match locker.try_lock(key, pid, None).unwrap() {
+                Some(guard) => {
+                    let line = format!(
+                        "lock {key} {start} {} true {} {}",
+                        now_ns(),
+                        guard.token(),
+                        guard.fence()
+                    );
+                    guards.push(guard);
+                    line
+                }
+                None => format!("lock {key} {start} {} false - 0", now_ns()),
+            },
+            45..60 if !guards.is_empty() => {
+                let guard = guards.swap_remove(rng.below(guards.len() as u64) as usize);
+                let (gkey, token) = (guard.key().to_owned(), guard.token().to_owned());
+                let start = now_ns();
+                let ok = guard.unlock().unwrap();
+                format!("rio {gkey} {start} {} {ok} {token}", now_ns())
+            }
+            45..60 if !tokens.is_empty() => {
+                let (tkey, token) = tokens.swap_remove(rng.below(tokens.len() as u64) as usize);
+                let ok = locker.release_if_owner(&tkey, &token).unwrap();
+                format!("rio {tkey} {start} {} {ok} {token}", now_ns())
+            }
+            60..70 if !tokens.is_empty() => {
+                let (tkey, token) = tokens[rng.below(tokens.len() as u64) as usize].clone();
+                let at = SystemTime::now() + Duration::from_millis(100 + rng.below(900));
+                let ok = locker.touch(&tkey, &token, at).unwrap();
+                let at = at.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+                format!("touch {tkey} {start} {} {ok} {token} {at}", now_ns())
+            }
+            70..73 => {
+                locker.force_release(key).unwrap();
+                format!("force {key} {start} {}", now_ns())
+            }
+            73..76 => {
+                let ok = locker.release(key).unwrap();
+                format!("rel {key} {start} {} {ok}", now_ns())
+            }
+            76..80 => {
+                let removed = locker.cleanup().unwrap();
+                format!("clean - {start} {} {removed}", now_ns())
+            }
+            _ => {
+                let found = locker.get(key).unwrap();
+                let token = found
+                    .and_then(|l| l.token)
+                    .unwrap_or_else(|| "-".to_owned());
+                format!("get {key} {start} {} {token}", now_ns())
+            }
+        };
+        log.write_all(format!("{pid} {line}\n").as_bytes()).unwrap();
+    }
+}
+
+/// One logged operation.
+#[derive(Debug, Clone)]
+struct Op {
+    pid: u32,
+    op: String,
+    key: String,
+    start: u128,
+    end: u128,
+    rest: Vec<String>,
+}
+
+fn read_logs(dir: &Path) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            // A worker killed mid-write leaves a partial last line.
+            let Some((head, rest)) = parts.split_at_checked(5) else {
+                continue;
+            };
+            let (Ok(pid), Ok(start), Ok(end)) = (head[0].parse(), head[3].parse(), head[4].parse())
+            else {
+                continue;
+            };
+            ops.push(Op {
+                pid,
+                op: head[1].to_owned(),
+                key: head[2].to_owned(),
+                start,
+                end,
+                rest: rest.iter().map(|s| (*s).to_owned()).collect(),
+            });
+        }
+    }
+    ops.sort_by_key(|op| op.start);
+    ops
+}
+
+/// A lock some worker certainly held: from the end of its acquire until the
+/// earliest moment it may have ended.
+#[derive(Debug, Clone)]
+struct Hold {
+    key: String,
+    token: String,
+    pid: u32,
+    call_start: u128,
+    from: u128,
+    until: u128,
+    fence: Option<u64>,
+}
+
+/// What the checker found.
+#[derive(Debug, Default)]
+struct Verdict {
+    operations: usize,
+    holds: usize,
+    violations: Vec<String>,
+}
+
+fn check(ops: &[Op], killed: &HashMap<u32, u128>) -> Verdict {
+    let mut holds: Vec<Hold> = Vec::new();
+    for op in ops {
+        let ok = op.rest.first().is_some_and(|r| r == "true");
+        match op.op.as_str() {
+            "acq" if ok => holds.push(Hold {
+                key: op.key.clone(),
+                token: op.rest[1].clone(),
+                pid: op.pid,
+                call_start: op.start,
+                from: op.end,
+                until: op.rest[2].parse().unwrap(),
+                fence: None,
+            }),
+            "lock" if ok => holds.push(Hold {
+                key: op.key.clone(),
+                token: op.rest[1].clone(),
+                pid: op.pid,
+                call_start: op.start,
+                from: op.end,
+                // Bound to its session: it ends with its worker.
+                until: killed.get(&op.pid).copied().unwrap_or(u128::MAX),
+                fence: Some(op.rest[2].parse().unwrap()),
+            }),
+            _ => {}
+        }
+    }
+    // Earliest possible ends: owner releases, releases and force releases
+    // of the key, and renewals that moved the expiry.
+    // A call's effect happens at one moment between its start and its end,
+    // so a hold certainly exists only from its acquire's end until the
+    // earliest start of anything that may have ended it.
+    for hold in &mut holds {
+        // A trait acquire's hold lasts until its expiry, which a successful
+        // renewal replaces (sooner or later); a guard's until its worker dies.
+        let mut expiry = hold.until;
+        let mut released = u128::MAX;
+        for op in ops
+            .iter()
+            .filter(|op| op.key == hold.key && op.end > hold.call_start)
+        {
+            let own = op.rest.get(1).is_some_and(|t| *t == hold.token);
+            match op.op.as_str() {
+                "rio" if own => released = released.min(op.start),
+                // One that overlapped the acquire may have come after it, so
+                // the hold may have ended as early as its start.
+                "force" | "rel" => released = released.min(op.start),
+                "touch" if own && op.rest[0] == "true" && op.start < released => {
+                    expiry = op.rest[2].parse().unwrap();
+                }
+                _ => {}
+            }
+        }
+        hold.until = released.min(expiry);
+    }
+    let mut verdict = Verdict {
+        operations: ops.len(),
+        holds: holds.len(),
+        violations: Vec::new(),
+    };
+    let mut by_key: BTreeMap<&str, Vec<&Hold>> = BTreeMap::new();
+    for hold in &holds {
+        by_key.entry(&hold.key).or_default().push(hold);
+    }
+    for (key, list) in &by_key {
+        // (a) No two holds certainly at once.
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                if b.from >= a.until {
+                    continue;
+                }
+                if a.from < b.until && b.from < a.until {
+                    verdict.violations.push(format!(
+                        "{key}: {} (pid {}) and {} (pid {}) held it together: {a:?} {b:?}",
+                        a.token, a.pid, b.token, b.pid
+                    ));
+                }
+            }
+        }
+        // (c) Fences grow: a guard acquired after another's ack has a higher fence.
+        let fenced: Vec<&&Hold> = list.iter().filter(|h| h.fence.is_some()).collect();
+        for (i, a) in fenced.iter().enumerate() {
+            for b in &fenced[i + 1..] {
+                if a.from < b.call_start && a.fence >= b.fence {
+                    verdict
+                        .violations
+                        .push(format!("{key}: fence {:?} after {:?}", b.fence, a.fence));
+                }
+            }
+        }
+    }
+    // (b) No acknowledged lock goes missing: a read during a certain hold sees it.
+    for op in ops.iter().filter(|op| op.op == "get" && op.rest[0] == "-") {
+        for hold in by_key.get(op.key.as_str()).into_iter().flatten() {
+            if hold.from <= op.start && op.end <= hold.until {
+                verdict.violations.push(format!(
+                    "{}: read as free by pid {} while {} held it",
+                    op.key, op.pid, hold.token
+                ));
+            }
+        }
+    }
+    verdict
+}
+
+struct Run {
+    verdict: Verdict,
+    kills: usize,
+    integrity_failures: usize,
+}
+
+fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, broken: bool) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("locks.redb");
+    let supervisor: FileLocker<u32> = FileLocker::builder(&file)
+        .background_cleanup(false)
+        .busy_timeout(Duration::from_secs(30))
+        .open()
+        .unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ now_ns() as u64;
+    let mut rng = Rng(seed | 1);
+    let mut spawn = |n: usize| -> (common::Reaped, PathBuf) {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let log = dir.path().join(format!("worker-{n}.log"));
+        std::fs::write(&log, "").unwrap();
+        let mut cmd = common::child("worker", &file);
+        cmd.env(LOG, &log)
+            .env(SEED, seed.to_string())
+            .stdout(Stdio::null());
+        if broken {
+            cmd.env(BROKEN, "1");
+        }
+        (common::Reaped(cmd.spawn().unwrap()), log)
+    };
+    let mut running: Vec<common::Reaped> = (0..workers).map(|n| spawn(n).0).collect();
+    let mut spawned = workers;
+    let mut killed = HashMap::new();
+    let mut integrity_failures = 0;
+    let started = Instant::now();
+    let mut next_kill = kill_every.map(|every| started + every);
+    while started.elapsed() < duration {
+        thread::sleep(Duration::from_millis(20));
+        for worker in &mut running {
+            if let Some(status) = worker.0.try_wait().unwrap() {
+                panic!("a worker failed: {status}");
+            }
+        }
+        if let (Some(at), Some(every)) = (next_kill, kill_every)
+            && Instant::now() >= at
+        {
+            let victim = rng.below(running.len() as u64) as usize;
+            let mut worker = running.swap_remove(victim);
+            killed.insert(worker.0.id(), now_ns());
+            worker.0.kill().unwrap();
+            worker.0.wait().unwrap();
+            let report = supervisor.check().unwrap();
+            if !report.problems.is_empty() || report.repaired {
+                integrity_failures += 1;
+            }
+            running.push(spawn(spawned).0);
+            spawned += 1;
+            let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
+            next_kill = Some(Instant::now() + every / 2 + jitter);
+        }
+    }
+    drop(running);
+    if let Ok(keep) = std::env::var("HOSTLOCK_TORTURE_KEEP") {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                std::fs::copy(&path, Path::new(&keep).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let verdict = check(&read_logs(dir.path()), &killed);
+    Run {
+        verdict,
+        kills: killed.len(),
+        integrity_failures,
+    }
+}
+
+fn report(name: &str, run: &Run) {
+    eprintln!(
+        "{name}: {} operations, {} holds, {} kills, {} violations, {} integrity failures",
+        run.verdict.operations,
+        run.verdict.holds,
+        run.kills,
+        run.verdict.violations.len(),
+        run.integrity_failures
+    );
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for violation in &run.verdict.violations {
+        let kind = ["held it together", "fence", "read as free"]
+            .into_iter()
+            .find(|k| violation.contains(k))
+            .unwrap_or("other");
+        *kinds.entry(kind).or_default() += 1;
+    }
+    if !kinds.is_empty() {
+        eprintln!("{name}: violations by kind: {kinds:?}");
+    }
+}
+
+#[test]
+fn torture_short() {
+    let run = torture(
+        4,
+        Duration::from_secs(15),
+        Some(Duration::from_millis(1500)),
+        false,
+    );
+    report("short", &run);
+    assert!(run.kills >= 5, "{} kills", run.kills);
+    assert!(run.verdict.holds > 100, "{} holds", run.verdict.holds);
+    assert_eq!(run.integrity_failures, 0);
+    assert!(
+        run.verdict.violations.is_empty(),
+        "{:#?}",
+        run.verdict.violations
+    );
+}
+
+#[test]
+fn the_checker_catches_a_broken_locker() {
+    let run = torture(3, Duration::from_secs(3), None, true);
+    report("broken", &run);
+    assert!(
+        !run.verdict.violations.is_empty(),
+        "stealing keys went unnoticed in {} holds",
+        run.verdict.holds
+    );
+}
+
+#[test]
+#[ignore = "long: minutes; run on demand (see the file's doc comment)"]
+fn torture_long() {
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let workers = setting("HOSTLOCK_TORTURE_WORKERS", 8) as usize;
+    let secs = setting("HOSTLOCK_TORTURE_SECS", 600);
+    let run = torture(
+        workers,
+        Duration::from_secs(secs),
+        Some(Duration::from_secs(3)),
+        false,
+    );
+    report("long", &run);
+    assert_eq!(run.integrity_failures, 0);
+    assert!(
+        run.verdict.violations.is_empty(),
+        "{:#?}",
+        run.verdict.violations
+    );
+}
