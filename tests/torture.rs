@@ -197,7 +197,6 @@ fn read_logs(dir: &Path) -> Vec<Op> {
 /// earliest moment it may have ended.
 #[derive(Debug, Clone)]
 struct Hold {
-    key: String,
     token: String,
     pid: u32,
     call_start: u128,
@@ -215,109 +214,128 @@ struct Verdict {
 }
 
 fn check(ops: &[Op], killed: &HashMap<u32, u128>) -> Verdict {
-    let mut holds: Vec<Hold> = Vec::new();
+    // The operations of each key, in order of start.
+    let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in ops {
-        let ok = op.rest.first().is_some_and(|r| r == "true");
-        match op.op.as_str() {
-            "acq" if ok => holds.push(Hold {
-                key: op.key.clone(),
-                token: op.rest[1].clone(),
-                pid: op.pid,
-                call_start: op.start,
-                from: op.end,
-                until: op.rest[2].parse().unwrap(),
-                fence: None,
-            }),
-            "lock" if ok => holds.push(Hold {
-                key: op.key.clone(),
-                token: op.rest[1].clone(),
-                pid: op.pid,
-                call_start: op.start,
-                from: op.end,
-                // Bound to its session: it ends with its worker.
-                until: killed.get(&op.pid).copied().unwrap_or(u128::MAX),
-                fence: Some(op.rest[2].parse().unwrap()),
-            }),
-            _ => {}
-        }
-    }
-    // Earliest possible ends: owner releases, releases and force releases
-    // of the key, and renewals that moved the expiry.
-    // A call's effect happens at one moment between its start and its end,
-    // so a hold certainly exists only from its acquire's end until the
-    // earliest start of anything that may have ended it.
-    for hold in &mut holds {
-        // A trait acquire's hold lasts until its expiry, which a successful
-        // renewal replaces (sooner or later); a guard's until its worker dies.
-        let mut expiry = hold.until;
-        let mut released = u128::MAX;
-        for op in ops
-            .iter()
-            .filter(|op| op.key == hold.key && op.end > hold.call_start)
-        {
-            let own = op.rest.get(1).is_some_and(|t| *t == hold.token);
-            match op.op.as_str() {
-                "rio" if own => released = released.min(op.start),
-                // One that overlapped the acquire may have come after it, so
-                // the hold may have ended as early as its start.
-                "force" | "rel" => released = released.min(op.start),
-                "touch" if own && op.rest[0] == "true" && op.start < released => {
-                    expiry = op.rest[2].parse().unwrap();
-                }
-                _ => {}
-            }
-        }
-        hold.until = released.min(expiry);
+        by_key.entry(&op.key).or_default().push(op);
     }
     let mut verdict = Verdict {
         operations: ops.len(),
-        holds: holds.len(),
-        violations: Vec::new(),
+        ..Verdict::default()
     };
-    let mut by_key: BTreeMap<&str, Vec<&Hold>> = BTreeMap::new();
-    for hold in &holds {
-        by_key.entry(&hold.key).or_default().push(hold);
-    }
-    for (key, list) in &by_key {
-        // (a) No two holds certainly at once.
-        for (i, a) in list.iter().enumerate() {
-            for b in &list[i + 1..] {
-                if b.from >= a.until {
-                    continue;
-                }
-                if a.from < b.until && b.from < a.until {
+    for (key, key_ops) in &by_key {
+        let mut holds = holds_of(key_ops, killed);
+        verdict.holds += holds.len();
+        holds.sort_by_key(|h| h.from);
+        // (a) No two holds certainly at once: in order of start, a hold
+        // conflicts with the later ones that start before it certainly ends.
+        for (i, a) in holds.iter().enumerate() {
+            for b in holds[i + 1..].iter().take_while(|b| b.from < a.until) {
+                if b.until > b.from {
                     verdict.violations.push(format!(
-                        "{key}: {} (pid {}) and {} (pid {}) held it together: {a:?} {b:?}",
+                        "{key}: {} (pid {}) and {} (pid {}) held it together",
                         a.token, a.pid, b.token, b.pid
                     ));
                 }
             }
         }
-        // (c) Fences grow: a guard acquired after another's ack has a higher fence.
-        let fenced: Vec<&&Hold> = list.iter().filter(|h| h.fence.is_some()).collect();
-        for (i, a) in fenced.iter().enumerate() {
-            for b in &fenced[i + 1..] {
-                if a.from < b.call_start && a.fence >= b.fence {
-                    verdict
-                        .violations
-                        .push(format!("{key}: fence {:?} after {:?}", b.fence, a.fence));
-                }
+        // Running maxima over the holds in order of start: the highest fence
+        // acknowledged, and the latest certain end.
+        let mut max_fence = Vec::with_capacity(holds.len());
+        let mut max_until = Vec::with_capacity(holds.len());
+        for hold in &holds {
+            let fence = hold
+                .fence
+                .unwrap_or(0)
+                .max(max_fence.last().copied().unwrap_or(0));
+            max_fence.push(fence);
+            max_until.push(hold.until.max(max_until.last().copied().unwrap_or(0)));
+        }
+        let before = |t: u128| holds.partition_point(|h| h.from < t);
+        // (c) Fences grow: a guard acquired after another's acknowledgement
+        // has a higher fence.
+        for hold in holds.iter().filter(|h| h.fence.is_some()) {
+            let n = before(hold.call_start);
+            if n > 0 && Some(max_fence[n - 1]) >= hold.fence {
+                verdict.violations.push(format!(
+                    "{key}: fence {:?} after {}",
+                    hold.fence,
+                    max_fence[n - 1]
+                ));
             }
         }
-    }
-    // (b) No acknowledged lock goes missing: a read during a certain hold sees it.
-    for op in ops.iter().filter(|op| op.op == "get" && op.rest[0] == "-") {
-        for hold in by_key.get(op.key.as_str()).into_iter().flatten() {
-            if hold.from <= op.start && op.end <= hold.until {
-                verdict.violations.push(format!(
-                    "{}: read as free by pid {} while {} held it",
-                    op.key, op.pid, hold.token
-                ));
+        // (b) No acknowledged lock goes missing: a read during a certain
+        // hold sees it.
+        for op in key_ops
+            .iter()
+            .filter(|op| op.op == "get" && op.rest[0] == "-")
+        {
+            let n = before(op.start + 1);
+            if n > 0 && max_until[n - 1] >= op.end {
+                verdict
+                    .violations
+                    .push(format!("{key}: read as free by pid {} while held", op.pid));
             }
         }
     }
     verdict
 }
+
+/// The holds of one key, from its operations in order of start.
+fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
+    let mut holds = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let ok = op.rest.first().is_some_and(|r| r == "true");
+        let (expiry, fence) = match op.op.as_str() {
+            "acq" if ok => (op.rest[2].parse().unwrap(), None),
+            // Bound to its session: it ends with its worker.
+            "lock" if ok => (
+                killed.get(&op.pid).copied().unwrap_or(u128::MAX),
+                Some(op.rest[2].parse().unwrap()),
+            ),
+            _ => continue,
+        };
+        let token = op.rest[1].clone();
+        // A call takes effect at one moment between its start and end, so
+        // the hold is certain only from the acquire's end until the earliest
+        // start of anything that may have ended it. Calls that started
+        // before this one and overlap it may have come after it, too.
+        let mut expiry = expiry;
+        let mut released = u128::MAX;
+        let first = ops[..i].partition_point(|o| o.start + MAX_CALL < op.start);
+        for other in &ops[first..] {
+            if other.start >= released.min(expiry) {
+                break;
+            }
+            if other.end <= op.start || std::ptr::eq(*other, *op) {
+                continue;
+            }
+            let own = other.rest.get(1).is_some_and(|t| *t == token);
+            match other.op.as_str() {
+                "rio" if own => released = released.min(other.start),
+                "force" | "rel" => released = released.min(other.start),
+                // A renewal that succeeded replaces the expiry.
+                "touch" if own && other.rest[0] == "true" && fence.is_none() => {
+                    expiry = other.rest[2].parse().unwrap();
+                }
+                _ => {}
+            }
+        }
+        holds.push(Hold {
+            token,
+            pid: op.pid,
+            call_start: op.start,
+            from: op.end,
+            until: released.min(expiry),
+            fence,
+        });
+    }
+    holds
+}
+
+/// Longer than any logged call takes (a call waits for the file at most its
+/// busy timeout), so that calls overlapping an acquire are found by start.
+const MAX_CALL: u128 = 60_000_000_000;
 
 struct Run {
     verdict: Verdict,
