@@ -283,6 +283,13 @@ fn check(ops: &[Op], killed: &HashMap<u32, u128>) -> Verdict {
 
 /// The holds of one key, from its operations in order of start.
 fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
+    // The longest call, so that the calls overlapping an acquire are found
+    // among those that started at most this long before it.
+    let longest = ops
+        .iter()
+        .map(|o| o.end.saturating_sub(o.start))
+        .max()
+        .unwrap_or(0);
     let mut holds = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let ok = op.rest.first().is_some_and(|r| r == "true");
@@ -302,7 +309,7 @@ fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
         // before this one and overlap it may have come after it, too.
         let mut expiry = expiry;
         let mut released = u128::MAX;
-        let first = ops[..i].partition_point(|o| o.start + MAX_CALL < op.start);
+        let first = ops[..i].partition_point(|o| o.start + longest < op.start);
         for other in &ops[first..] {
             if other.start >= released.min(expiry) {
                 break;
@@ -332,10 +339,6 @@ fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
     }
     holds
 }
-
-/// Longer than any logged call takes (a call waits for the file at most its
-/// busy timeout), so that calls overlapping an acquire are found by start.
-const MAX_CALL: u128 = 60_000_000_000;
 
 struct Run {
     verdict: Verdict,
@@ -396,6 +399,10 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
             let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
             next_kill = Some(Instant::now() + every / 2 + jitter);
         }
+    }
+    // The workers still running end here too: their bound locks with them.
+    for worker in &running {
+        killed.insert(worker.0.id(), now_ns());
     }
     drop(running);
     if let Ok(keep) = std::env::var("HOSTLOCK_TORTURE_KEEP") {
