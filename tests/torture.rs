@@ -214,10 +214,35 @@ struct Verdict {
 }
 
 fn check(ops: &[Op], killed: &HashMap<u32, u128>) -> Verdict {
+    // A killed worker may have been inside a call whose result it never
+    // logged: after its last logged call, it may have released or force
+    // released any key until it died. Stand-in force releases say so.
+    let mut last_end: HashMap<u32, u128> = HashMap::new();
+    for op in ops {
+        let end = last_end.entry(op.pid).or_default();
+        *end = (*end).max(op.end);
+    }
+    let unknown: Vec<Op> = killed
+        .iter()
+        .flat_map(|(&pid, &died)| {
+            let from = last_end.get(&pid).copied().unwrap_or(0);
+            KEYS.iter().map(move |key| Op {
+                pid,
+                op: "force".to_owned(),
+                key: (*key).to_owned(),
+                start: from,
+                end: died,
+                rest: Vec::new(),
+            })
+        })
+        .collect();
     // The operations of each key, in order of start.
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
-    for op in ops {
+    for op in ops.iter().chain(&unknown) {
         by_key.entry(&op.key).or_default().push(op);
+    }
+    for list in by_key.values_mut() {
+        list.sort_by_key(|op| op.start);
     }
     let mut verdict = Verdict {
         operations: ops.len(),
@@ -401,6 +426,7 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
         }
     }
     // The workers still running end here too: their bound locks with them.
+    let kills = killed.len();
     for worker in &running {
         killed.insert(worker.0.id(), now_ns());
     }
@@ -414,9 +440,14 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
         }
     }
     let verdict = check(&read_logs(dir.path()), &killed);
+    if !verdict.violations.is_empty() && !broken {
+        // Keep the logs of a failed run for whoever looks into it.
+        let kept = dir.keep();
+        eprintln!("the workers' logs are kept in {}", kept.display());
+    }
     Run {
         verdict,
-        kills: killed.len(),
+        kills,
         integrity_failures,
     }
 }
