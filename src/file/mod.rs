@@ -297,17 +297,32 @@ impl<T> FileLocker<T> {
         })
     }
 
+    /// Whether a stored lock counts: not expired and its holder not gone.
+    fn state_of(&self, record: &Record<'_>, now: SystemTime) -> Result<LockState> {
+        Ok(if record.is_expired_at(now) {
+            LockState::Expired
+        } else if self.store().holder_gone(record.session)? {
+            LockState::HolderGone
+        } else {
+            LockState::Live
+        })
+    }
+
+    /// Whether a live lock holds `key`, from a read transaction.
+    fn held(&self, key: &str) -> Result<bool> {
+        let Some(bytes) = self.read_raw(key)? else {
+            return Ok(false);
+        };
+        let record = schema::decode_record(self.path(), key, &bytes)?;
+        Ok(self.state_of(&record, self.clock_now())? == LockState::Live)
+    }
+
     /// Whether `key` is free and it is `ticket`'s turn, from read transactions.
     fn ready(&self, key: &str, ticket: Option<u64>) -> Result<bool> {
-        let now = now_nanos(self.clock_now());
-        if let Some(bytes) = self.read_raw(key)? {
-            let record = schema::decode_record(self.path(), key, &bytes)?;
-            if record.expires.is_none_or(|at| at >= now)
-                && !self.store().holder_gone(record.session)?
-            {
-                return Ok(false);
-            }
+        if self.held(key)? {
+            return Ok(false);
         }
+        let now = now_nanos(self.clock_now());
         let gone = |session, limit| self.waiter_gone(session, limit, now);
         schema::is_turn(self.store(), key, ticket, gone)
     }
@@ -635,17 +650,6 @@ impl<T: DeserializeOwned> FileLocker<T> {
         })
     }
 
-    /// Whether a stored lock counts: not expired and its holder not gone.
-    fn state_of(&self, record: &Record<'_>, now: SystemTime) -> Result<LockState> {
-        Ok(if record.is_expired_at(now) {
-            LockState::Expired
-        } else if self.store().holder_gone(record.session)? {
-            LockState::HolderGone
-        } else {
-            LockState::Live
-        })
-    }
-
     fn info_of(&self, key: &str, bytes: &[u8], now: SystemTime) -> Result<LockInfo<T>> {
         let record = schema::decode_record(self.path(), key, bytes)?;
         Ok(LockInfo {
@@ -696,11 +700,7 @@ impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
 impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
     fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        let Some(bytes) = self.read_raw(key)? else {
-            return Ok(false);
-        };
-        let record = schema::decode_record(self.path(), key, &bytes)?;
-        Ok(self.state_of(&record, self.clock_now())? == LockState::Live)
+        self.held(key)
     }
 
     fn get(&self, key: &str) -> Result<Option<LockValue<T>>> {
