@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hostlock::{FileLocker, LeaseLocker, MemoryLocker};
 
-const LOG: &str = "HOSTLOCK_TEST_LOG";
+use common::LOG;
 const CYCLES: &str = "HOSTLOCK_TEST_CYCLES";
 
 fn nanos() -> u128 {
@@ -32,10 +31,7 @@ fn child_entry() {
         .background_cleanup(false)
         .open()
         .unwrap();
-    let mut log = OpenOptions::new()
-        .append(true)
-        .open(common::setting(LOG))
-        .unwrap();
+    let mut log = common::shared_log();
     let pid = std::process::id();
     let cycles: usize = common::setting(CYCLES).parse().unwrap();
     let wait = match role.as_str() {

@@ -18,7 +18,7 @@ use hostlock::{
     with_unique, with_unique_window, without_overlap,
 };
 
-const LOG: &str = "HOSTLOCK_TEST_LOG";
+use common::LOG;
 
 /// The body of every child process; does nothing in a normal test run.
 #[test]
@@ -37,10 +37,7 @@ fn child_entry() {
         // Runs ten jobs without overlap, logging each run.
         "overlap" => {
             use std::io::Write;
-            let mut log = std::fs::OpenOptions::new()
-                .append(true)
-                .open(common::setting(LOG))
-                .unwrap();
+            let mut log = common::shared_log();
             let pid = std::process::id();
             for _ in 0..10 {
                 let options = OverlapOptions::new().ttl(Duration::from_secs(30));

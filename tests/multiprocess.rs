@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hostlock::{FileLocker, LockValue, Locker, ManualClock, RenewableLocker};
 
-const LOG: &str = "HOSTLOCK_TEST_LOG";
+use common::LOG;
 const CYCLES: &str = "HOSTLOCK_TEST_CYCLES";
 const KEYS: &str = "HOSTLOCK_TEST_KEYS";
 const TTL_MS: &str = "HOSTLOCK_TEST_TTL_MS";
@@ -42,10 +41,7 @@ fn hammer(file: &str) {
         .map(str::to_owned)
         .collect();
     let ttl = Duration::from_millis(common::setting(TTL_MS).parse().unwrap());
-    let mut log = OpenOptions::new()
-        .append(true)
-        .open(common::setting(LOG))
-        .unwrap();
+    let mut log = common::shared_log();
     let locker: FileLocker<u32> = FileLocker::open(file).unwrap();
     let pid = std::process::id();
     let parent = std::os::unix::process::parent_id();

@@ -13,7 +13,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hostlock::{CleanableLocker, FileLocker, LeaseLocker, LockValue, Locker, RenewableLocker};
 
-const LOG: &str = "HOSTLOCK_TEST_LOG";
+use common::LOG;
 const SEED: &str = "HOSTLOCK_TEST_SEED";
 const BROKEN: &str = "HOSTLOCK_TEST_BROKEN";
 const KEYS: [&str; 3] = ["a", "b", "c"];
@@ -59,10 +58,7 @@ fn child_entry() {
         .busy_timeout(Duration::from_secs(30))
         .open()
         .unwrap();
-    let mut log = OpenOptions::new()
-        .append(true)
-        .open(common::setting(LOG))
-        .unwrap();
+    let mut log = common::shared_log();
     let broken = std::env::var(BROKEN).is_ok();
     let mut rng = Rng(common::setting(SEED).parse::<u64>().unwrap() | 1);
     let pid = std::process::id();

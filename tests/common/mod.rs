@@ -51,3 +51,15 @@ impl Drop for Reaped {
 pub fn orphaned(parent: u32) -> bool {
     std::os::unix::process::parent_id() != parent
 }
+
+/// The environment variable naming the log a child appends its records to.
+pub const LOG: &str = "HOSTLOCK_TEST_LOG";
+
+/// The shared log named by [`LOG`], opened for appending: each write of a
+/// whole record lands whole and in order (O_APPEND).
+pub fn shared_log() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(setting(LOG))
+        .expect("open the shared log")
+}
