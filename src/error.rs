@@ -110,7 +110,21 @@ pub enum Error {
         /// How long this call waited.
         waited: Duration,
     },
-    /// An I/O error not covered by a more specific variant, including a full disk.
+    /// The device holding the lock file is full, or the file reached the
+    /// process's file size limit. The call that hit it changed nothing; locks
+    /// granted before it are kept. Calls succeed again once there is room.
+    NoSpace {
+        /// The path of the file.
+        path: PathBuf,
+    },
+    /// The lock file was deleted or replaced while this locker had it open.
+    /// Other processes now open another file, so this handle refuses to go
+    /// on: open the path again.
+    Replaced {
+        /// The path of the file.
+        path: PathBuf,
+    },
+    /// An I/O error not covered by a more specific variant.
     Io {
         /// The path being accessed.
         path: PathBuf,
@@ -199,6 +213,18 @@ impl fmt::Display for Error {
                  (stopped or hung?)",
                 path.display()
             ),
+            Error::NoSpace { path } => write!(
+                f,
+                "no space left for {}: its device is full or the file reached the process's \
+                 size limit; free some space, then retry (locks granted before are kept)",
+                path.display()
+            ),
+            Error::Replaced { path } => write!(
+                f,
+                "{} was deleted or replaced while open, so other processes no longer share \
+                 this handle's locks; open it again",
+                path.display()
+            ),
             Error::Io {
                 path,
                 action,
@@ -232,6 +258,7 @@ impl Error {
             io::ErrorKind::PermissionDenied => Error::PermissionDenied { path },
             io::ErrorKind::IsADirectory => Error::IsDirectory { path },
             io::ErrorKind::ReadOnlyFilesystem => Error::ReadOnly { path },
+            io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge => Error::NoSpace { path },
             _ => Error::Io {
                 path,
                 action,

@@ -97,6 +97,8 @@
 
 mod clock;
 mod error;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod file;
 mod guard;
 mod info;
@@ -107,6 +109,8 @@ mod value;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use crate::faults::{Fault, Faults};
 pub use crate::file::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, FileLocker,
     FileLockerBuilder, IntegrityReport,

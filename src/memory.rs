@@ -10,7 +10,9 @@ use crate::error::Result;
 use crate::guard::{Lease, LeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
-use crate::value::{LockValue, check_expiry, check_key, check_lock, check_token, expiry_after};
+use crate::value::{
+    LockValue, check_expiry, check_key, check_lock, check_token, clamp_now, expiry_after,
+};
 
 /// A locker that keeps its locks in memory, shared by the threads of one
 /// process.
@@ -164,7 +166,7 @@ impl<T> MemoryLocker<T> {
     }
 
     fn clock_now(&self) -> SystemTime {
-        self.shared.clock.now()
+        clamp_now(self.shared.clock.now())
     }
 
     fn notify_released(&self) {

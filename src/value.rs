@@ -75,6 +75,13 @@ pub fn latest_expiry() -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::MAX - 1)
 }
 
+/// A clock reading as the lockers use it: one before the Unix epoch counts as
+/// the epoch, one after [`latest_expiry`] as that, so that every time compared
+/// with a stored expiry is one a lock file can store.
+pub(crate) fn clamp_now(now: SystemTime) -> SystemTime {
+    now.clamp(UNIX_EPOCH, latest_expiry())
+}
+
 /// `now + ttl`, capped at [`latest_expiry`].
 pub(crate) fn expiry_after(now: SystemTime, ttl: Duration) -> SystemTime {
     now.checked_add(ttl)

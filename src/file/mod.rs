@@ -1,10 +1,12 @@
 //! `FileLocker`: locks in one redb file shared by the processes of a host.
 
+mod backend;
 mod cleanup;
 mod flock;
 mod schema;
 mod store;
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -26,7 +28,7 @@ use crate::guard::{Lease, LeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
-    LockValue, Record, check_expiry, check_key, check_lock, check_token, decode_value,
+    LockValue, Record, check_expiry, check_key, check_lock, check_token, clamp_now, decode_value,
     encode_value, expiry_after, expiry_nanos, now_nanos, time_from_nanos,
 };
 
@@ -123,6 +125,7 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_size: DEFAULT_CACHE_SIZE,
             on_cleanup_error: Arc::new(cleanup::print_error),
+            hooks: backend::Hooks::default(),
             value: PhantomData,
         }
     }
@@ -190,7 +193,7 @@ impl<T> FileLocker<T> {
     }
 
     fn clock_now(&self) -> SystemTime {
-        self.inner.clock.now()
+        clamp_now(self.inner.clock.now())
     }
 
     fn store(&self) -> &Store {
@@ -216,7 +219,8 @@ impl<T> FileLocker<T> {
         session: Option<u64>,
         queue: Queue,
     ) -> Result<Granted> {
-        self.decide(|tables, now| {
+        let attempted = Cell::new(None);
+        let granted = self.decide(|tables, now| {
             let old = tables.get(key)?;
             if let Some(old) = &old
                 && self.counts(old, now)?
@@ -259,8 +263,19 @@ impl<T> FileLocker<T> {
                 fence: record.fence,
                 expires_at: record.expires_at(),
             };
+            attempted.set(Some(record.fence));
             Ok((Granted::Stored(lease), true))
-        })
+        });
+        match (granted, attempted.get()) {
+            // A failed commit may have reached the file all the same (when
+            // the last sync failed): the lock is removed before anything else
+            // is read or written through this handle.
+            (Err(e), Some(fence)) if !matches!(e, Error::Replaced { .. }) => {
+                self.store().doubt(key, fence);
+                Err(e)
+            }
+            (granted, _) => granted,
+        }
     }
 
     /// Moves the expiry of the live lock under `key` held with `token`; with
@@ -444,7 +459,7 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
     }
 
     fn now(&self) -> SystemTime {
-        self.inner.clock.now()
+        self.clock_now()
     }
 }
 
@@ -473,6 +488,7 @@ pub struct FileLockerBuilder<T> {
     busy_timeout: Duration,
     cache_size: usize,
     on_cleanup_error: ErrorCallback,
+    hooks: backend::Hooks,
     value: PhantomData<fn() -> T>,
 }
 
@@ -556,6 +572,15 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         self
     }
 
+    /// Makes the file's storage fail on demand (see [`Faults`](crate::Faults)),
+    /// to test how a program copes with a full disk or a failing device.
+    /// Available with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(mut self, faults: crate::Faults) -> FileLockerBuilder<T> {
+        self.hooks.faults = Some(faults);
+        self
+    }
+
     /// Opens the lock file, creating it (and its sidecar folder) if missing.
     ///
     /// # Errors
@@ -581,12 +606,12 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         check_path(&path)?;
         let sidecar = flock::create_sidecar(&path)?;
         let opening = flock::lock_within(&sidecar, flock::OPEN_LOCK, self.busy_timeout)?;
-        let store = Arc::new(Store::open(
-            &path,
-            sidecar,
-            self.cache_size,
-            self.busy_timeout,
-        )?);
+        let options = store::Options {
+            cache_size: self.cache_size,
+            busy_timeout: self.busy_timeout,
+            hooks: self.hooks,
+        };
+        let store = Arc::new(Store::open(&path, sidecar, options)?);
         schema::check_or_init(&store)?;
         drop(opening);
         let sweeper = if self.background_cleanup {

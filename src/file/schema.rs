@@ -269,6 +269,16 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
+    /// Removes the lock under `key` if it is the one granted with `fence`.
+    pub(crate) fn remove_if_fence(&mut self, key: &str, fence: u64) -> Result<()> {
+        if let Some(old) = self.get(key)?
+            && decode_record(self.path, key, &old.bytes)?.fence == fence
+        {
+            self.remove(key, &old)?;
+        }
+        Ok(())
+    }
+
     /// Stores `record` under `key`, which must hold no entry.
     pub(crate) fn insert(&mut self, key: &str, record: &Record<'_>) -> Result<()> {
         self.locks

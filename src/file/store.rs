@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,6 +15,7 @@ use redb::{
     WriteTransaction,
 };
 
+use super::backend::{Backend, Hooks, Identity};
 use super::flock::{self, HeldLock, Session};
 use super::schema::{self, Tables};
 use crate::error::{Error, Result};
@@ -32,11 +34,20 @@ const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// An open lock file.
 pub(crate) struct Store {
     // Declared (so dropped) before `_member`: the database is closed before
-    // this handle stops counting as a user of the file.
-    db: Database,
+    // this handle stops counting as a user of the file. Replaced by a fresh
+    // handle after a failed write (see `recover`).
+    db: RwLock<Arc<Database>>,
+    // Set when a write failed in the storage: the engine refuses further use
+    // of that handle until the file is opened again.
+    broken: AtomicBool,
+    recovering: Mutex<()>,
+    // Grants whose commit failed: (key, fence) of locks to remove should the
+    // commit have reached the file regardless.
+    doubtful: Mutex<Vec<(String, u64)>>,
     path: PathBuf,
     sidecar: PathBuf,
-    busy_timeout: Duration,
+    identity: Identity,
+    options: Options,
     // This process's writers take turns here, waking as soon as the one before
     // them is done; only the wait for other processes polls.
     gate: Gate,
@@ -55,6 +66,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How the database is opened; kept to open it again.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub(crate) cache_size: usize,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) hooks: Hooks,
+}
+
 impl Store {
     /// Opens (creating if missing) the database at `path` in multi-writer
     /// mode, waiting at most `busy_timeout` for other processes. Runs under
@@ -63,56 +82,21 @@ impl Store {
     /// The first handle to open the file (no other handle of any process has
     /// it open) checks the whole file: redb trusts a file it closed cleanly and
     /// may panic on one damaged since, where the check reports the damage.
-    pub(crate) fn open(
-        path: &Path,
-        sidecar: PathBuf,
-        cache_size: usize,
-        busy_timeout: Duration,
-    ) -> Result<Store> {
+    pub(crate) fn open(path: &Path, sidecar: PathBuf, options: Options) -> Result<Store> {
         recognise(path)?;
         let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
         flock::remove_dead_sessions(&sidecar)?;
         let session = Session::start(&sidecar)?;
-        // redb's open waits without bound behind a process stopped inside a
-        // commit, so it runs on a helper thread that this call stops waiting
-        // for at the deadline. A late result is dropped, closing the database.
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let owned = path.to_owned();
-        thread::Builder::new()
-            .name("hostlock-open".into())
-            .spawn(move || {
-                let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-                    let mut builder = Database::builder();
-                    builder
-                        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                        .set_cache_size(cache_size)
-                        .set_check_integrity_on_open(first);
-                    builder.create(&owned)
-                }));
-                let _ = tx.send(opened);
-            })
-            .map_err(|e| Error::io(path, "start a thread to open", e))?;
-        let db = match rx.recv_timeout(busy_timeout) {
-            Ok(Ok(Ok(db))) => db,
-            Ok(Ok(Err(e))) => return Err(storage_error(path, e)),
-            Ok(Err(_panic)) => {
-                return Err(Error::Corrupted {
-                    path: path.to_owned(),
-                    detail: "the storage engine could not read it".to_owned(),
-                });
-            }
-            Err(_) => {
-                return Err(Error::Busy {
-                    path: path.to_owned(),
-                    waited: busy_timeout,
-                });
-            }
-        };
+        let (db, identity) = open_database(path, &options, first)?;
         Ok(Store {
-            db,
+            db: RwLock::new(Arc::new(db)),
+            broken: AtomicBool::new(false),
+            recovering: Mutex::new(()),
+            doubtful: Mutex::new(Vec::new()),
             path: path.to_owned(),
             sidecar,
-            busy_timeout,
+            identity,
+            options,
             gate: Gate::default(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
@@ -129,10 +113,13 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Database) -> Result<R>,
     ) -> Result<R> {
+        self.check_same_file()?;
+        let (backend, _) =
+            Backend::open(&self.path, self.options.hooks.clone()).map_err(|e| self.failed(e))?;
         let mut builder = Database::builder();
         builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
         let mut db = builder
-            .open(&self.path)
+            .create_with_backend(backend)
             .map_err(|e| storage_error(&self.path, e))?;
         let result = f(&mut db);
         db.close().map_err(|e| storage_error(&self.path, e))?;
@@ -141,9 +128,103 @@ impl Store {
 
     /// A read transaction: a snapshot of the latest commit, taking no write lock.
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
-        self.db
-            .begin_read()
-            .map_err(|e| storage_error(&self.path, e))
+        self.check_same_file()?;
+        if self.has_doubts() {
+            self.write(|_| Ok(((), false)))?;
+        } else {
+            self.recover()?;
+        }
+        self.db().begin_read().map_err(|e| self.failed(e))
+    }
+
+    /// Notes a grant whose commit failed, then tries to settle it at once.
+    pub(crate) fn doubt(&self, key: &str, fence: u64) {
+        self.doubts().push((key.to_owned(), fence));
+        // Should the storage still fail, the next call settles it.
+        let _ = self.write(|_| Ok(((), false)));
+    }
+
+    fn doubts(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
+        self.doubtful.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has_doubts(&self) -> bool {
+        !self.doubts().is_empty()
+    }
+
+    /// Removes the locks of failed grants that reached the file after all.
+    /// Runs with this handle's turn to write taken.
+    fn settle(&self, db: &Database) -> Result<()> {
+        let mut doubts = self.doubts();
+        if doubts.is_empty() {
+            return Ok(());
+        }
+        let tx = self.begin_write_within(db, Instant::now() + self.options.busy_timeout)?;
+        let mut tables = Tables::open(&self.path, &tx)?;
+        for (key, fence) in doubts.iter() {
+            tables.remove_if_fence(key, *fence)?;
+        }
+        drop(tables);
+        self.check_same_file()?;
+        tx.commit().map_err(|e| self.failed(e))?;
+        doubts.clear();
+        Ok(())
+    }
+
+    fn db(&self) -> Arc<Database> {
+        Arc::clone(&self.db.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Maps a storage error, noting whether it leaves the database handle
+    /// unusable: after an I/O error the engine fails every later call on it.
+    fn failed(&self, e: impl Into<redb::Error>) -> Error {
+        let e = e.into();
+        if matches!(
+            e,
+            redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+        ) {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        storage_error(&self.path, e)
+    }
+
+    /// After a failed write, opens the file again: the engine recovers the
+    /// last commit, and this handle can go on. Until the storage works
+    /// again (space freed, device back), this fails with the reason.
+    fn recover(&self) -> Result<()> {
+        if !self.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _one = self
+            .recovering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let (db, identity) = open_database(&self.path, &self.options, false)?;
+        if identity != self.identity {
+            return Err(self.replaced());
+        }
+        *self.db.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(db);
+        self.broken.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Fails if the path no longer names the file this handle opened: it
+    /// was deleted or replaced, and other processes would open another file.
+    fn check_same_file(&self) -> Result<()> {
+        match Identity::at(&self.path) {
+            Ok(Some(now)) if now == self.identity => Ok(()),
+            Ok(_) => Err(self.replaced()),
+            Err(e) => Err(Error::io(&self.path, "inspect", e)),
+        }
+    }
+
+    fn replaced(&self) -> Error {
+        Error::Replaced {
+            path: self.path.clone(),
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -164,36 +245,60 @@ impl Store {
         f: impl FnOnce(&WriteTransaction) -> Result<(R, bool)>,
     ) -> Result<R> {
         let start = Instant::now();
-        let deadline = start + self.busy_timeout;
+        let deadline = start + self.options.busy_timeout;
         let busy = || Error::Busy {
             path: self.path.clone(),
             waited: start.elapsed(),
         };
         let _turn = self.gate.enter(deadline).ok_or_else(busy)?;
+        self.recover()?;
+        let db = self.db();
+        self.settle(&db)?;
+        let tx = self.begin_write_within(&db, deadline)?;
+        let (result, commit) = f(&tx).inspect_err(|e| {
+            // A page the engine failed to write mid-transaction leaves the
+            // handle unusable too.
+            if matches!(
+                e,
+                Error::Io { .. } | Error::NoSpace { .. } | Error::Storage { .. }
+            ) {
+                self.broken.store(true, Ordering::SeqCst);
+            }
+        })?;
+        if commit {
+            // Nothing is granted in a file other processes no longer open.
+            self.check_same_file()?;
+            tx.commit().map_err(|e| self.failed(e))?;
+            *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            self.committed.notify_all();
+        } else {
+            tx.abort().map_err(|e| self.failed(e))?;
+        }
+        Ok(result)
+    }
+
+    /// Begins a write transaction, polling while other processes write, until
+    /// `deadline` at most.
+    fn begin_write_within(&self, db: &Database, deadline: Instant) -> Result<WriteTransaction> {
+        let start = Instant::now();
         let mut pause = Duration::from_micros(20);
-        let tx = loop {
-            match self.db.try_begin_write() {
-                Ok(tx) => break tx,
+        loop {
+            match db.try_begin_write() {
+                Ok(tx) => return Ok(tx),
                 Err(TransactionError::WouldBlock) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(busy());
+                        return Err(Error::Busy {
+                            path: self.path.clone(),
+                            waited: start.elapsed(),
+                        });
                     }
                     thread::sleep(pause.min(deadline - now));
                     pause = (pause * 2).min(MAX_POLL);
                 }
-                Err(e) => return Err(storage_error(&self.path, e)),
+                Err(e) => return Err(self.failed(e)),
             }
-        };
-        let (result, commit) = f(&tx)?;
-        if commit {
-            tx.commit().map_err(|e| storage_error(&self.path, e))?;
-            *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-            self.committed.notify_all();
-        } else {
-            tx.abort().map_err(|e| storage_error(&self.path, e))?;
         }
-        Ok(result)
     }
 
     /// How many writes this handle has committed.
@@ -252,6 +357,48 @@ impl Store {
     }
 }
 
+/// Opens the database at `path` in multi-writer mode, waiting at most the busy
+/// timeout. `check` runs the engine's whole-file integrity check.
+///
+/// redb's open waits without bound behind a process stopped inside a commit,
+/// so it runs on a helper thread that this call stops waiting for at the
+/// deadline. A late result is dropped, closing the database.
+fn open_database(path: &Path, options: &Options, check: bool) -> Result<(Database, Identity)> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let owned = path.to_owned();
+    let hooks = options.hooks.clone();
+    let cache_size = options.cache_size;
+    thread::Builder::new()
+        .name("hostlock-open".into())
+        .spawn(move || {
+            let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+                let (backend, identity) = Backend::open(&owned, hooks)?;
+                let mut builder = Database::builder();
+                builder
+                    .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                    .set_cache_size(cache_size)
+                    .set_check_integrity_on_open(check);
+                builder
+                    .create_with_backend(backend)
+                    .map(|db| (db, identity))
+            }));
+            let _ = tx.send(opened);
+        })
+        .map_err(|e| Error::io(path, "start a thread to open", e))?;
+    match rx.recv_timeout(options.busy_timeout) {
+        Ok(Ok(Ok(opened))) => Ok(opened),
+        Ok(Ok(Err(e))) => Err(storage_error(path, e)),
+        Ok(Err(_panic)) => Err(Error::Corrupted {
+            path: path.to_owned(),
+            detail: "the storage engine could not read it".to_owned(),
+        }),
+        Err(_) => Err(Error::Busy {
+            path: path.to_owned(),
+            waited: options.busy_timeout,
+        }),
+    }
+}
+
 /// Refuses a file that is not empty and does not start as a redb file, naming
 /// what it looks like instead. Opening is left to the storage engine otherwise.
 fn recognise(path: &Path) -> Result<()> {
@@ -299,7 +446,13 @@ pub(crate) fn storage_error(path: &Path, e: impl Into<redb::Error>) -> Error {
                 detail: "it ends before the data it refers to (truncated?)".to_owned(),
             }
         }
-        redb::Error::Io(source) => Error::io(path, "access", source),
+        redb::Error::Io(source) => Error::io(path, "write", source),
+        redb::Error::PreviousIo => Error::Storage {
+            path,
+            detail: "an earlier write failed and the file could not be opened again yet; \
+                     the next call retries"
+                .to_owned(),
+        },
         redb::Error::Corrupted(detail) => Error::Corrupted { path, detail },
         redb::Error::TableTypeMismatch { .. } | redb::Error::TableIsMultimap(_) => {
             Error::NotLockFile {
