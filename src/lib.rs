@@ -18,6 +18,8 @@
 //! (owner-checked touch and release), [`InspectableLocker`] (info, list) and
 //! [`LeaseLocker`] (guards and fair waits). `docs/semantics.md` states the contract
 //! as a table.
+//! With the `conformance` feature, `hostlock::conformance` checks a locker of
+//! your own against that table, row by row.
 //!
 //! # Run a job only once at a time
 //!
@@ -106,6 +108,9 @@ mod jobs;
 mod locker;
 mod memory;
 mod value;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};

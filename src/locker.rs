@@ -1,8 +1,8 @@
 //! The locker traits and their contract.
 //!
 //! `docs/semantics.md` gives the contract as a table, one row per operation
-//! and state; the conformance suite in `tests/conformance.rs` tests every row
-//! against every locker.
+//! and state; the conformance kit (`src/conformance/`) checks every row, and
+//! `tests/conformance.rs` runs it against every locker.
 
 use std::time::SystemTime;
 
