@@ -3,7 +3,10 @@
 //! checks the file after each kill. Every operation is logged with its
 //! start, end and result; a checker then proves from the logs that no two
 //! holds of a key overlapped, that no acknowledged lock went missing, and
-//! that fences grew. A broken worker (one that steals keys) must make the
+//! that fences grew. The supervisor also stops workers (SIGSTOP) inside a
+//! write for longer than the others' busy bound: those get `Busy` within the
+//! bound, logged as calls that changed nothing, and all go on after SIGCONT.
+//! A broken worker (one that steals keys) must make the
 //! checker report violations, so the checker is known to see them.
 //!
 //! `torture_short` runs in CI. The long configuration runs with
@@ -24,6 +27,9 @@ use hostlock::{CleanableLocker, FileLocker, LeaseLocker, LockValue, Locker, Rene
 use common::LOG;
 const SEED: &str = "HOSTLOCK_TEST_SEED";
 const BROKEN: &str = "HOSTLOCK_TEST_BROKEN";
+const BUSY_MS: &str = "HOSTLOCK_TEST_BUSY_MS";
+/// How long workers wait for a writer before `Busy` when some are stopped.
+const STOPPED_BOUND: Duration = Duration::from_millis(400);
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
 fn now_ns() -> u128 {
@@ -53,9 +59,10 @@ impl Rng {
 fn child_entry() {
     let Some(role) = common::role() else { return };
     assert_eq!(role, "worker");
+    let busy_ms = std::env::var(BUSY_MS).map_or(30_000, |ms| ms.parse().unwrap());
     let locker: FileLocker<u32> = FileLocker::builder(common::setting(common::FILE))
         .background_cleanup(false)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(Duration::from_millis(busy_ms))
         .open()
         .unwrap();
     let mut log = common::shared_log();
@@ -71,77 +78,87 @@ fn child_entry() {
         let key = KEYS[rng.below(KEYS.len() as u64) as usize];
         let start = now_ns();
         // One line per finished operation: op key start end result [details].
-        let line = match rng.below(100) {
-            0..30 => {
-                let token = format!("{pid}-{n}");
-                let ttl = Duration::from_millis(100 + rng.below(900));
-                let lock = LockValue::new(pid).with_ttl(ttl).with_token(&token);
-                let expires = lock.expires_at.unwrap().duration_since(UNIX_EPOCH).unwrap();
-                if broken {
-                    // The deliberate bug: take the key whoever holds it.
-                    locker.force_release(key).unwrap();
+        let line = (|| -> hostlock::Result<String> {
+            Ok(match rng.below(100) {
+                0..30 => {
+                    let token = format!("{pid}-{n}");
+                    let ttl = Duration::from_millis(100 + rng.below(900));
+                    let lock = LockValue::new(pid).with_ttl(ttl).with_token(&token);
+                    let expires = lock.expires_at.unwrap().duration_since(UNIX_EPOCH).unwrap();
+                    if broken {
+                        // The deliberate bug: take the key whoever holds it.
+                        locker.force_release(key)?;
+                    }
+                    let ok = locker.acquire(key, lock)?;
+                    if ok {
+                        tokens.push((key.to_owned(), token.clone()));
+                    }
+                    let end = now_ns();
+                    format!(
+                        "acq {key} {start} {end} {ok} {token} {}",
+                        expires.as_nanos()
+                    )
                 }
-                let ok = locker.acquire(key, lock).unwrap();
-                if ok {
-                    tokens.push((key.to_owned(), token.clone()));
+                30..45 => match locker.try_lock(key, pid, None)? {
+                    Some(guard) => {
+                        let line = format!(
+                            "lock {key} {start} {} true {} {}",
+                            now_ns(),
+                            guard.token(),
+                            guard.fence()
+                        );
+                        guards.push(guard);
+                        line
+                    }
+                    None => format!("lock {key} {start} {} false - 0", now_ns()),
+                },
+                45..60 if !guards.is_empty() => {
+                    let guard = guards.swap_remove(rng.below(guards.len() as u64) as usize);
+                    let (gkey, token) = (guard.key().to_owned(), guard.token().to_owned());
+                    let start = now_ns();
+                    let ok = guard.unlock()?;
+                    format!("rio {gkey} {start} {} {ok} {token}", now_ns())
                 }
-                let end = now_ns();
-                format!(
-                    "acq {key} {start} {end} {ok} {token} {}",
-                    expires.as_nanos()
-                )
-            }
-            30..45 => match locker.try_lock(key, pid, None).unwrap() {
-                Some(guard) => {
-                    let line = format!(
-                        "lock {key} {start} {} true {} {}",
-                        now_ns(),
-                        guard.token(),
-                        guard.fence()
-                    );
-                    guards.push(guard);
-                    line
+                45..60 if !tokens.is_empty() => {
+                    let (tkey, token) = tokens.swap_remove(rng.below(tokens.len() as u64) as usize);
+                    let ok = locker.release_if_owner(&tkey, &token)?;
+                    format!("rio {tkey} {start} {} {ok} {token}", now_ns())
                 }
-                None => format!("lock {key} {start} {} false - 0", now_ns()),
-            },
-            45..60 if !guards.is_empty() => {
-                let guard = guards.swap_remove(rng.below(guards.len() as u64) as usize);
-                let (gkey, token) = (guard.key().to_owned(), guard.token().to_owned());
-                let start = now_ns();
-                let ok = guard.unlock().unwrap();
-                format!("rio {gkey} {start} {} {ok} {token}", now_ns())
+                60..70 if !tokens.is_empty() => {
+                    let (tkey, token) = tokens[rng.below(tokens.len() as u64) as usize].clone();
+                    let at = SystemTime::now() + Duration::from_millis(100 + rng.below(900));
+                    let ok = locker.touch(&tkey, &token, at)?;
+                    let at = at.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+                    format!("touch {tkey} {start} {} {ok} {token} {at}", now_ns())
+                }
+                70..73 => {
+                    locker.force_release(key)?;
+                    format!("force {key} {start} {}", now_ns())
+                }
+                73..76 => {
+                    let ok = locker.release(key)?;
+                    format!("rel {key} {start} {} {ok}", now_ns())
+                }
+                76..80 => {
+                    let removed = locker.cleanup()?;
+                    format!("clean - {start} {} {removed}", now_ns())
+                }
+                _ => {
+                    let found = locker.get(key)?;
+                    let token = found
+                        .and_then(|l| l.token)
+                        .unwrap_or_else(|| "-".to_owned());
+                    format!("get {key} {start} {} {token}", now_ns())
+                }
+            })
+        })();
+        // A call that found the file busy past the bound changed nothing.
+        let line = match line {
+            Ok(line) => line,
+            Err(hostlock::Error::Busy { waited, .. }) => {
+                format!("busy {key} {start} {} {}", now_ns(), waited.as_nanos())
             }
-            45..60 if !tokens.is_empty() => {
-                let (tkey, token) = tokens.swap_remove(rng.below(tokens.len() as u64) as usize);
-                let ok = locker.release_if_owner(&tkey, &token).unwrap();
-                format!("rio {tkey} {start} {} {ok} {token}", now_ns())
-            }
-            60..70 if !tokens.is_empty() => {
-                let (tkey, token) = tokens[rng.below(tokens.len() as u64) as usize].clone();
-                let at = SystemTime::now() + Duration::from_millis(100 + rng.below(900));
-                let ok = locker.touch(&tkey, &token, at).unwrap();
-                let at = at.duration_since(UNIX_EPOCH).unwrap().as_nanos();
-                format!("touch {tkey} {start} {} {ok} {token} {at}", now_ns())
-            }
-            70..73 => {
-                locker.force_release(key).unwrap();
-                format!("force {key} {start} {}", now_ns())
-            }
-            73..76 => {
-                let ok = locker.release(key).unwrap();
-                format!("rel {key} {start} {} {ok}", now_ns())
-            }
-            76..80 => {
-                let removed = locker.cleanup().unwrap();
-                format!("clean - {start} {} {removed}", now_ns())
-            }
-            _ => {
-                let found = locker.get(key).unwrap();
-                let token = found
-                    .and_then(|l| l.token)
-                    .unwrap_or_else(|| "-".to_owned());
-                format!("get {key} {start} {} {token}", now_ns())
-            }
+            Err(e) => panic!("worker {pid}: {e}"),
         };
         log.write_all(format!("{pid} {line}\n").as_bytes()).unwrap();
     }
@@ -365,14 +382,95 @@ struct Run {
     verdict: Verdict,
     kills: usize,
     integrity_failures: usize,
+    stops: Stops,
 }
 
-fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, broken: bool) -> Run {
+/// What stopping workers (SIGSTOP) showed.
+#[derive(Debug, Default)]
+struct Stops {
+    /// Workers stopped inside a write transaction, each for a while.
+    caught: usize,
+    /// Stops that landed in redb's header lock, where even the probe waited.
+    header_stalls: usize,
+    /// Calls of the other workers that gave up with `Busy`.
+    busy: usize,
+    /// The longest wait a `Busy` reported.
+    longest_busy: Duration,
+}
+
+/// The settings of one run.
+#[derive(Clone, Copy)]
+struct Config {
+    workers: usize,
+    duration: Duration,
+    kill_every: Option<Duration>,
+    /// Stop a worker inside a write this often, and keep it stopped for
+    /// longer than the workers' busy bound.
+    stop_every: Option<Duration>,
+    broken: bool,
+}
+
+/// Stops `worker` (SIGSTOP) inside a write transaction and keeps it stopped
+/// for `hold`, so the others run into the bound. A probe write with a short
+/// bound shows when the worker was caught inside one; until then the worker
+/// is let go on at once and stopped again a moment later. Returns whether it
+/// was caught, and whether a stop landed in redb's header lock (where the
+/// probe itself waits, until a timer lets the worker go on).
+fn stop_inside_a_write(worker: u32, probe: &FileLocker<u32>, hold: Duration) -> (bool, usize) {
+    let mut header_stalls = 0;
+    for _ in 0..100 {
+        signal(worker, "-STOP");
+        let (resume, resume_at) = std::sync::mpsc::channel::<()>();
+        let resumer = thread::spawn(move || {
+            let _ = resume_at.recv_timeout(Duration::from_secs(2));
+            signal(worker, "-CONT");
+        });
+        let started = Instant::now();
+        let probed = probe.force_release("probe");
+        let caught = matches!(probed, Err(hostlock::Error::Busy { .. }))
+            && started.elapsed() < Duration::from_secs(2);
+        if started.elapsed() >= Duration::from_secs(2) {
+            header_stalls += 1;
+        }
+        if caught {
+            thread::sleep(hold.saturating_sub(started.elapsed()));
+        }
+        drop(resume);
+        resumer.join().unwrap();
+        if caught {
+            return (true, header_stalls);
+        }
+        thread::sleep(Duration::from_millis(3));
+    }
+    (false, header_stalls)
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+fn torture(config: Config) -> Run {
+    let Config {
+        workers,
+        duration,
+        kill_every,
+        stop_every,
+        broken,
+    } = config;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("locks.redb");
     let supervisor: FileLocker<u32> = FileLocker::builder(&file)
         .background_cleanup(false)
         .busy_timeout(Duration::from_secs(30))
+        .open()
+        .unwrap();
+    let probe: FileLocker<u32> = FileLocker::builder(&file)
+        .background_cleanup(false)
+        .busy_timeout(STOPPED_BOUND / 4)
         .open()
         .unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ now_ns() as u64;
@@ -388,6 +486,9 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
         if broken {
             cmd.env(BROKEN, "1");
         }
+        if stop_every.is_some() {
+            cmd.env(BUSY_MS, STOPPED_BOUND.as_millis().to_string());
+        }
         (common::Reaped(cmd.spawn().unwrap()), log)
     };
     let mut running: Vec<common::Reaped> = (0..workers).map(|n| spawn(n).0).collect();
@@ -396,6 +497,8 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
     let mut integrity_failures = 0;
     let started = Instant::now();
     let mut next_kill = kill_every.map(|every| started + every);
+    let mut next_stop = stop_every.map(|every| started + every / 2);
+    let mut stops = Stops::default();
     while started.elapsed() < duration {
         thread::sleep(Duration::from_millis(20));
         for worker in &mut running {
@@ -420,6 +523,16 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
             let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
             next_kill = Some(Instant::now() + every / 2 + jitter);
         }
+        if let (Some(at), Some(every)) = (next_stop, stop_every)
+            && Instant::now() >= at
+        {
+            let victim = running[rng.below(running.len() as u64) as usize].0.id();
+            let (caught, stalls) = stop_inside_a_write(victim, &probe, STOPPED_BOUND * 5 / 2);
+            stops.caught += usize::from(caught);
+            stops.header_stalls += stalls;
+            let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
+            next_stop = Some(Instant::now() + every / 2 + jitter);
+        }
     }
     // The workers still running end here too: their bound locks with them.
     let kills = killed.len();
@@ -435,7 +548,13 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
             }
         }
     }
-    let verdict = check(&read_logs(dir.path()), &killed);
+    let ops = read_logs(dir.path());
+    for op in ops.iter().filter(|op| op.op == "busy") {
+        stops.busy += 1;
+        let waited = Duration::from_nanos(op.rest[0].parse().unwrap());
+        stops.longest_busy = stops.longest_busy.max(waited);
+    }
+    let verdict = check(&ops, &killed);
     if !verdict.violations.is_empty() && !broken {
         // Keep the logs of a failed run for whoever looks into it.
         let kept = dir.keep();
@@ -445,6 +564,7 @@ fn torture(workers: usize, duration: Duration, kill_every: Option<Duration>, bro
         verdict,
         kills,
         integrity_failures,
+        stops,
     }
 }
 
@@ -457,6 +577,14 @@ fn report(name: &str, run: &Run) {
         run.verdict.violations.len(),
         run.integrity_failures
     );
+    let stops = &run.stops;
+    if stops.caught + stops.header_stalls > 0 {
+        eprintln!(
+            "{name}: {} workers stopped inside a write, {} stops in redb's header lock, \
+             {} calls of the others busy (longest wait {:?}, bound {STOPPED_BOUND:?})",
+            stops.caught, stops.header_stalls, stops.busy, stops.longest_busy
+        );
+    }
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for violation in &run.verdict.violations {
         let kind = ["held it together", "fence", "read as free"]
@@ -472,14 +600,24 @@ fn report(name: &str, run: &Run) {
 
 #[test]
 fn torture_short() {
-    let run = torture(
-        4,
-        Duration::from_secs(15),
-        Some(Duration::from_millis(1500)),
-        false,
-    );
+    let run = torture(Config {
+        workers: 4,
+        duration: Duration::from_secs(15),
+        kill_every: Some(Duration::from_millis(1500)),
+        stop_every: Some(Duration::from_millis(2500)),
+        broken: false,
+    });
     report("short", &run);
     assert!(run.kills >= 5, "{} kills", run.kills);
+    // Stopped writers make the others give up within the bound, and all go
+    // on once they run again (a worker that failed ends the run).
+    assert!(run.stops.caught >= 2, "{:?}", run.stops);
+    assert!(run.stops.busy > 0, "{:?}", run.stops);
+    assert!(
+        run.stops.longest_busy < STOPPED_BOUND * 2,
+        "{:?}",
+        run.stops
+    );
     assert!(run.verdict.holds > 100, "{} holds", run.verdict.holds);
     assert_eq!(run.integrity_failures, 0);
     assert!(
@@ -491,7 +629,13 @@ fn torture_short() {
 
 #[test]
 fn the_checker_catches_a_broken_locker() {
-    let run = torture(3, Duration::from_secs(3), None, true);
+    let run = torture(Config {
+        workers: 3,
+        duration: Duration::from_secs(3),
+        kill_every: None,
+        stop_every: None,
+        broken: true,
+    });
     report("broken", &run);
     assert!(
         !run.verdict.violations.is_empty(),
@@ -511,12 +655,13 @@ fn torture_long() {
     };
     let workers = setting("HOSTLOCK_TORTURE_WORKERS", 8) as usize;
     let secs = setting("HOSTLOCK_TORTURE_SECS", 600);
-    let run = torture(
+    let run = torture(Config {
         workers,
-        Duration::from_secs(secs),
-        Some(Duration::from_secs(3)),
-        false,
-    );
+        duration: Duration::from_secs(secs),
+        kill_every: Some(Duration::from_secs(3)),
+        stop_every: Some(Duration::from_secs(5)),
+        broken: false,
+    });
     report("long", &run);
     assert_eq!(run.integrity_failures, 0);
     assert!(
