@@ -2,6 +2,7 @@
 
 mod backend;
 mod cleanup;
+mod durability;
 mod flock;
 mod schema;
 mod store;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::cleanup::{ErrorCallback, Sweeper};
+pub use self::durability::Durability;
 use self::schema::{LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock};
@@ -126,6 +128,7 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
             cache_size: DEFAULT_CACHE_SIZE,
             on_cleanup_error: Arc::new(cleanup::print_error),
             hooks: backend::Hooks::default(),
+            durability: Durability::Immediate,
             value: PhantomData,
         }
     }
@@ -185,6 +188,14 @@ impl<T> FileLocker<T> {
                 other => storage_error(path, other),
             })
         })
+    }
+
+    /// Whether opening found a file left by relaxed commits
+    /// ([`Durability::Relaxed`]) in an earlier boot of the host, and emptied
+    /// it rather than trust it: after a power cut it may be torn. The locks it
+    /// held are gone.
+    pub fn started_fresh(&self) -> bool {
+        self.inner.store.started_fresh()
     }
 
     /// The path of the lock file.
@@ -489,6 +500,7 @@ pub struct FileLockerBuilder<T> {
     cache_size: usize,
     on_cleanup_error: ErrorCallback,
     hooks: backend::Hooks,
+    durability: Durability,
     value: PhantomData<fn() -> T>,
 }
 
@@ -501,6 +513,7 @@ impl<T> fmt::Debug for FileLockerBuilder<T> {
             .field("bind_to_session", &self.bind_to_session)
             .field("busy_timeout", &self.busy_timeout)
             .field("cache_size", &self.cache_size)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -572,6 +585,16 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         self
     }
 
+    /// How far each change is on disk when its call returns (default:
+    /// [`Durability::Immediate`]). See [`Durability`] for the trade-off.
+    ///
+    /// Processes may open one file with different settings; a relaxed one
+    /// makes the whole file relaxed until the host reboots.
+    pub fn durability(mut self, durability: Durability) -> FileLockerBuilder<T> {
+        self.durability = durability;
+        self
+    }
+
     /// Makes the file's storage fail on demand (see [`Faults`](crate::Faults)),
     /// to test how a program copes with a full disk or a failing device.
     /// Available with the `fault-injection` feature.
@@ -609,7 +632,11 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         let options = store::Options {
             cache_size: self.cache_size,
             busy_timeout: self.busy_timeout,
-            hooks: self.hooks,
+            hooks: backend::Hooks {
+                relaxed: self.durability == Durability::Relaxed,
+                ..self.hooks
+            },
+            durability: self.durability,
         };
         let store = Arc::new(Store::open(&path, sidecar, options)?);
         schema::check_or_init(&store)?;

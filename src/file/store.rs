@@ -16,6 +16,7 @@ use redb::{
 };
 
 use super::backend::{Backend, Hooks, Identity};
+use super::durability::{self, Durability};
 use super::flock::{self, HeldLock, Session};
 use super::schema::{self, Tables};
 use crate::error::{Error, Result};
@@ -48,6 +49,8 @@ pub(crate) struct Store {
     sidecar: PathBuf,
     identity: Identity,
     options: Options,
+    // Whether opening emptied a relaxed file from an earlier boot.
+    started_fresh: bool,
     // This process's writers take turns here, waking as soon as the one before
     // them is done; only the wait for other processes polls.
     gate: Gate,
@@ -72,6 +75,7 @@ pub(crate) struct Options {
     pub(crate) cache_size: usize,
     pub(crate) busy_timeout: Duration,
     pub(crate) hooks: Hooks,
+    pub(crate) durability: Durability,
 }
 
 impl Store {
@@ -83,8 +87,10 @@ impl Store {
     /// it open) checks the whole file: redb trusts a file it closed cleanly and
     /// may panic on one damaged since, where the check reports the damage.
     pub(crate) fn open(path: &Path, sidecar: PathBuf, options: Options) -> Result<Store> {
-        recognise(path)?;
         let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
+        // A relaxed file from an earlier boot is emptied before it is read.
+        let started_fresh = durability::prepare(path, &sidecar, options.durability, first)?;
+        recognise(path)?;
         flock::remove_dead_sessions(&sidecar)?;
         let session = Session::start(&sidecar)?;
         let (db, identity) = open_database(path, &options, first)?;
@@ -97,6 +103,7 @@ impl Store {
             sidecar,
             identity,
             options,
+            started_fresh,
             gate: Gate::default(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
@@ -225,6 +232,11 @@ impl Store {
         Error::Replaced {
             path: self.path.clone(),
         }
+    }
+
+    /// Whether opening emptied a relaxed file left by an earlier boot.
+    pub(crate) fn started_fresh(&self) -> bool {
+        self.started_fresh
     }
 
     pub(crate) fn path(&self) -> &Path {
