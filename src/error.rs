@@ -267,6 +267,79 @@ impl Error {
         }
     }
 
+    /// The same error again, for each caller of a transaction that failed
+    /// for all of them. An I/O error keeps its kind and message.
+    pub(crate) fn duplicate(&self) -> Error {
+        let io = |source: &io::Error| match source.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(source.kind(), source.to_string()),
+        };
+        match self {
+            Error::InvalidArgument { argument, reason } => Error::InvalidArgument {
+                argument,
+                reason: reason.clone(),
+            },
+            Error::IsDirectory { path } => Error::IsDirectory { path: path.clone() },
+            Error::NotFound { path } => Error::NotFound { path: path.clone() },
+            Error::PermissionDenied { path } => Error::PermissionDenied { path: path.clone() },
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+            Error::NotLockFile { path, found } => Error::NotLockFile {
+                path: path.clone(),
+                found: found.clone(),
+            },
+            Error::Corrupted { path, detail } => Error::Corrupted {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
+            } => Error::UnsupportedVersion {
+                path: path.clone(),
+                found: *found,
+                supported: *supported,
+            },
+            Error::ValueType {
+                path,
+                key,
+                expected,
+                detail,
+            } => Error::ValueType {
+                path: path.clone(),
+                key: key.clone(),
+                expected,
+                detail: detail.clone(),
+            },
+            Error::Encode { detail } => Error::Encode {
+                detail: detail.clone(),
+            },
+            Error::Busy { path, waited } => Error::Busy {
+                path: path.clone(),
+                waited: *waited,
+            },
+            Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
+            Error::Replaced { path } => Error::Replaced { path: path.clone() },
+            Error::Io {
+                path,
+                action,
+                source,
+            } => Error::Io {
+                path: path.clone(),
+                action,
+                source: io(source),
+            },
+            Error::Thread { name, source } => Error::Thread {
+                name,
+                source: io(source),
+            },
+            Error::Storage { path, detail } => Error::Storage {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
+        }
+    }
+
     pub(crate) fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
         Error::InvalidArgument {
             argument,

@@ -2,18 +2,18 @@
 
 mod backend;
 mod cleanup;
+mod committer;
 mod durability;
 mod flock;
 mod schema;
 mod store;
 
-use std::cell::Cell;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use redb::ReadableTable;
@@ -230,16 +230,22 @@ impl<T> FileLocker<T> {
         session: Option<u64>,
         queue: Queue,
     ) -> Result<Granted> {
-        let attempted = Cell::new(None);
-        let granted = self.decide(|tables, now| {
+        // The fence of the lock last stored, should the commit fail.
+        let attempted = Arc::new(Mutex::new(None));
+        let stored = Arc::clone(&attempted);
+        let owned_key = key.to_owned();
+        let value = value.to_vec();
+        let token = token.map(str::to_owned);
+        let granted = self.decide(move |store, tables, now| {
+            let key = owned_key.as_str();
             let old = tables.get(key)?;
             if let Some(old) = &old
-                && self.counts(old, now)?
+                && counts(store, old, now)?
             {
                 return Ok((Granted::Refused, false));
             }
             if let Queue::Respect(ticket) = queue {
-                let gone = |session, limit| self.waiter_gone(session, limit, now);
+                let gone = |session, limit| store.waiter_gone(session, limit, now);
                 let (turn, dropped) = tables.take_turn(key, ticket, gone)?;
                 if !turn {
                     return Ok((Granted::Refused, dropped));
@@ -266,18 +272,19 @@ impl<T> FileLocker<T> {
                 pid: std::process::id(),
                 expires,
                 session,
-                token,
-                value,
+                token: token.as_deref(),
+                value: &value,
             };
             tables.insert(key, &record)?;
             let lease = Lease {
                 fence: record.fence,
                 expires_at: record.expires_at(),
             };
-            attempted.set(Some(record.fence));
+            *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.fence);
             Ok((Granted::Stored(lease), true))
         });
-        match (granted, attempted.get()) {
+        let attempted = *attempted.lock().unwrap_or_else(PoisonError::into_inner);
+        match (granted, attempted) {
             // A failed commit may have reached the file all the same (when
             // the last sync failed): the lock is removed before anything else
             // is read or written through this handle.
@@ -301,17 +308,19 @@ impl<T> FileLocker<T> {
         check_key(key)?;
         check_token(token)?;
         let new_expiry = expires_at.map(check_expiry).transpose()?;
-        self.decide(|tables, now| {
+        let (key, token) = (key.to_owned(), token.to_owned());
+        self.decide(move |store, tables, now| {
+            let key = key.as_str();
             if new_expiry.is_some_and(|at| at <= now) {
                 return Ok((false, false));
             }
             let Some(old) = tables.get(key)? else {
                 return Ok((false, false));
             };
-            if old.token.as_deref() != Some(token) || !self.counts(&old, now)? {
+            if old.token.as_deref() != Some(token.as_str()) || !counts(store, &old, now)? {
                 return Ok((false, false));
             }
-            let stored = schema::decode_record(self.path(), key, &old.bytes)?;
+            let stored = schema::decode_record(store.path(), key, &old.bytes)?;
             let renewed = Record {
                 expires: new_expiry,
                 session: stored.session.filter(|_| keep_session),
@@ -359,24 +368,29 @@ impl<T> FileLocker<T> {
         self.store().waiter_gone(session, limit, now)
     }
 
-    /// Whether a stored lock holds its key at `now` (ns): not expired, and
-    /// its holder not gone.
-    fn counts(&self, stored: &Stored, now: u64) -> Result<bool> {
-        Ok(!stored.is_expired_at(now) && !self.store().holder_gone(stored.session)?)
-    }
-
-    /// Runs `f` on the lock tables in a write transaction, with the time read
-    /// after the transaction began, so no other writer can act between the
-    /// time and the decision.
-    fn decide<R>(&self, f: impl FnOnce(&mut Tables<'_>, u64) -> Result<(R, bool)>) -> Result<R> {
-        self.store().write(|tx| {
-            let mut tables = Tables::open(self.path(), tx)?;
-            f(&mut tables, now_nanos(self.clock_now()))
-        })
+    /// Runs `f` on the lock tables in a write transaction (which it may
+    /// share with other calls of this handle), with the time read after the
+    /// transaction began, so no other writer can act between the time and
+    /// the decision.
+    fn decide<R, F>(&self, mut f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
+    {
+        let clock = Arc::clone(&self.inner.clock);
+        self.store()
+            .submit(move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now()))))
     }
 }
 
+/// Whether a stored lock holds its key at `now` (ns): not expired, and its
+/// holder not gone.
+fn counts(store: &Store, stored: &Stored, now: u64) -> Result<bool> {
+    Ok(!stored.is_expired_at(now) && !store.holder_gone(stored.session)?)
+}
+
 /// When a granted lock expires: at a given time, or a TTL after the decision.
+#[derive(Clone, Copy)]
 enum Expiry {
     At(Option<u64>),
     After(Option<Duration>),
@@ -430,17 +444,19 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
         check_key(key)?;
         let session = self.store().session();
-        self.decide(|tables, now| {
+        let key = key.to_owned();
+        self.decide(move |_, tables, now| {
             let limit = max_wait
                 .and_then(|wait| expiry_nanos(expiry_after(time_from_nanos(now), wait)))
                 .unwrap_or(u64::MAX);
-            Ok((tables.enqueue(key, session, limit)?, true))
+            Ok((tables.enqueue(&key, session, limit)?, true))
         })
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
         check_key(key)?;
-        self.decide(|tables, _| Ok(((), tables.dequeue(key, ticket)?)))
+        let key = key.to_owned();
+        self.decide(move |_, tables, _| Ok(((), tables.dequeue(&key, ticket)?)))
     }
 
     fn waiters(&self, key: &str) -> Result<usize> {
@@ -638,7 +654,7 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
             },
             durability: self.durability,
         };
-        let store = Arc::new(Store::open(&path, sidecar, options)?);
+        let store = Store::open(&path, sidecar, options)?;
         schema::check_or_init(&store)?;
         drop(opening);
         let sweeper = if self.background_cleanup {
@@ -783,10 +799,11 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
 
     fn release(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        self.decide(|tables, now| match tables.get(key)? {
+        let key = key.to_owned();
+        self.decide(move |store, tables, now| match tables.get(&key)? {
             Some(old) => {
-                let held = self.counts(&old, now)?;
-                tables.remove(key, &old)?;
+                let held = counts(store, &old, now)?;
+                tables.remove(&key, &old)?;
                 Ok((held, true))
             }
             None => Ok((false, false)),
@@ -795,8 +812,9 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
 
     fn force_release(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        self.decide(|tables, _| match tables.get(key)? {
-            Some(old) => tables.remove(key, &old).map(|()| ((), true)),
+        let key = key.to_owned();
+        self.decide(move |_, tables, _| match tables.get(&key)? {
+            Some(old) => tables.remove(&key, &old).map(|()| ((), true)),
             None => Ok(((), false)),
         })
     }
@@ -816,10 +834,11 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
         check_key(key)?;
         check_token(token)?;
-        self.decide(|tables, now| match tables.get(key)? {
-            Some(old) if old.token.as_deref() == Some(token) => {
-                let held = self.counts(&old, now)?;
-                tables.remove(key, &old)?;
+        let (key, token) = (key.to_owned(), token.to_owned());
+        self.decide(move |store, tables, now| match tables.get(&key)? {
+            Some(old) if old.token.as_deref() == Some(token.as_str()) => {
+                let held = counts(store, &old, now)?;
+                tables.remove(&key, &old)?;
                 Ok((held, true))
             }
             _ => Ok((false, false)),

@@ -65,22 +65,11 @@ pub(crate) fn check_or_init(store: &Store) -> Result<()> {
             ),
         });
     }
-    store.write(|tx| {
+    // Opening the tables in a write transaction lays them out.
+    store.submit(|_, tables| {
         // Another process may have laid out the file after the check above,
         // if it does not use the sidecar's open lock (an older build).
-        let mut meta = tx.open_table(META).map_err(|e| storage_error(path, e))?;
-        if meta
-            .get(FORMAT_KEY)
-            .map_err(|e| storage_error(path, e))?
-            .is_none()
-        {
-            meta.insert(FORMAT_KEY, FORMAT_VERSION)
-                .map_err(|e| storage_error(path, e))?;
-        }
-        tx.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
-        tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?;
-        tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?;
-        tx.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+        tables.set_format_if_missing()?;
         Ok(((), true))
     })?;
     check_format(store)
@@ -265,6 +254,22 @@ impl<'a> Tables<'a> {
             self.holder
                 .remove((session, key))
                 .map_err(|e| storage_error(self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Records this build's format version in a new file.
+    pub(crate) fn set_format_if_missing(&mut self) -> Result<()> {
+        let path = self.path;
+        if self
+            .meta
+            .get(FORMAT_KEY)
+            .map_err(|e| storage_error(path, e))?
+            .is_none()
+        {
+            self.meta
+                .insert(FORMAT_KEY, FORMAT_VERSION)
+                .map_err(|e| storage_error(path, e))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +16,7 @@ use redb::{
 };
 
 use super::backend::{Backend, Hooks, Identity};
+use super::committer::{Committer, Job};
 use super::durability::{self, Durability};
 use super::flock::{self, HeldLock, Session};
 use super::schema::{self, Tables};
@@ -51,9 +52,9 @@ pub(crate) struct Store {
     options: Options,
     // Whether opening emptied a relaxed file from an earlier boot.
     started_fresh: bool,
-    // This process's writers take turns here, waking as soon as the one before
-    // them is done; only the wait for other processes polls.
-    gate: Gate,
+    // Runs this handle's writes, several to a transaction when they queue
+    // up; set once, right after the store is made.
+    committer: OnceLock<Committer>,
     // Counts this handle's commits; waiters for a key wake when it moves.
     commits: Mutex<u64>,
     committed: Condvar,
@@ -86,7 +87,7 @@ impl Store {
     /// The first handle to open the file (no other handle of any process has
     /// it open) checks the whole file: redb trusts a file it closed cleanly and
     /// may panic on one damaged since, where the check reports the damage.
-    pub(crate) fn open(path: &Path, sidecar: PathBuf, options: Options) -> Result<Store> {
+    pub(crate) fn open(path: &Path, sidecar: PathBuf, options: Options) -> Result<Arc<Store>> {
         let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
         // A relaxed file from an earlier boot is emptied before it is read.
         let started_fresh = durability::prepare(path, &sidecar, options.durability, first)?;
@@ -94,7 +95,7 @@ impl Store {
         flock::remove_dead_sessions(&sidecar)?;
         let session = Session::start(&sidecar)?;
         let (db, identity) = open_database(path, &options, first)?;
-        Ok(Store {
+        let store = Arc::new(Store {
             db: RwLock::new(Arc::new(db)),
             broken: AtomicBool::new(false),
             recovering: Mutex::new(()),
@@ -104,12 +105,16 @@ impl Store {
             identity,
             options,
             started_fresh,
-            gate: Gate::default(),
+            committer: OnceLock::new(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
             session,
             _member: member,
-        })
+        });
+        let committer = Committer::start(Arc::downgrade(&store))
+            .map_err(|e| Error::io(path, "start the commit thread for", e))?;
+        let _ = store.committer.set(committer);
+        Ok(store)
     }
 
     /// Runs `f` on a second handle of the database, for the engine's
@@ -137,7 +142,7 @@ impl Store {
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
         self.check_same_file()?;
         if self.has_doubts() {
-            self.write(|_| Ok(((), false)))?;
+            self.submit(|_, _| Ok(((), false)))?;
         } else {
             self.recover()?;
         }
@@ -148,7 +153,7 @@ impl Store {
     pub(crate) fn doubt(&self, key: &str, fence: u64) {
         self.doubts().push((key.to_owned(), fence));
         // Should the storage still fail, the next call settles it.
-        let _ = self.write(|_| Ok(((), false)));
+        let _ = self.submit(|_, _| Ok(((), false)));
     }
 
     fn doubts(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
@@ -160,13 +165,13 @@ impl Store {
     }
 
     /// Removes the locks of failed grants that reached the file after all.
-    /// Runs with this handle's turn to write taken.
-    fn settle(&self, db: &Database) -> Result<()> {
+    /// Runs on the committer thread, before a batch.
+    fn settle(&self, db: &Database, deadline: Instant) -> Result<()> {
         let mut doubts = self.doubts();
         if doubts.is_empty() {
             return Ok(());
         }
-        let tx = self.begin_write_within(db, Instant::now() + self.options.busy_timeout)?;
+        let tx = self.begin_write_within(db, deadline)?;
         let mut tables = Tables::open(&self.path, &tx)?;
         for (key, fence) in doubts.iter() {
             tables.remove_if_fence(key, *fence)?;
@@ -247,46 +252,151 @@ impl Store {
         &self.sidecar
     }
 
-    /// Runs `f` in a write transaction. `f` returns its result and whether to
-    /// commit; an error or `false` rolls the transaction back.
+    /// Runs `op` on the lock tables in a write transaction, which it may
+    /// share with other operations of this handle (group commit; see
+    /// `committer.rs`). `op` returns its result and whether it changed
+    /// anything. An error rolls back `op`'s changes only; the others' go on.
     ///
-    /// Waits at most the busy timeout for this process's other writers and for
-    /// other processes, then fails with [`Error::Busy`].
-    pub(crate) fn write<R>(
-        &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<(R, bool)>,
-    ) -> Result<R> {
-        let start = Instant::now();
-        let deadline = start + self.options.busy_timeout;
-        let busy = || Error::Busy {
-            path: self.path.clone(),
-            waited: start.elapsed(),
-        };
-        let _turn = self.gate.enter(deadline).ok_or_else(busy)?;
-        self.recover()?;
-        let db = self.db();
-        self.settle(&db)?;
-        let tx = self.begin_write_within(&db, deadline)?;
-        let (result, commit) = f(&tx).inspect_err(|e| {
-            // A page the engine failed to write mid-transaction leaves the
-            // handle unusable too.
-            if matches!(
-                e,
-                Error::Io { .. } | Error::NoSpace { .. } | Error::Storage { .. }
-            ) {
-                self.broken.store(true, Ordering::SeqCst);
-            }
-        })?;
-        if commit {
-            // Nothing is granted in a file other processes no longer open.
-            self.check_same_file()?;
-            tx.commit().map_err(|e| self.failed(e))?;
-            *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-            self.committed.notify_all();
-        } else {
-            tx.abort().map_err(|e| self.failed(e))?;
+    /// Waits at most the busy timeout for the write lock, then fails with
+    /// [`Error::Busy`] having changed nothing.
+    pub(crate) fn submit<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
+    {
+        match self.committer.get() {
+            Some(committer) => committer.submit(&self.path, self.options.busy_timeout, op),
+            None => Err(Error::Storage {
+                path: self.path.clone(),
+                detail: "the handle's commit thread did not start".to_owned(),
+            }),
         }
-        Ok(result)
+    }
+
+    /// Runs a batch of operations in as few transactions as it takes (one,
+    /// unless an operation fails), on the committer thread. Returns each
+    /// operation with the outcome to give its caller.
+    pub(crate) fn run_batch(
+        &self,
+        mut batch: Vec<Box<dyn Job>>,
+    ) -> Vec<(Box<dyn Job>, Result<()>)> {
+        let mut finished = Vec::with_capacity(batch.len());
+        if let Err(e) = self.recover() {
+            return everyone(batch, &e, finished);
+        }
+        let db = self.db();
+        // Wait for the write lock until the earliest caller's deadline; the
+        // callers whose deadline passed get Busy, the others wait on.
+        let tx = loop {
+            let now = Instant::now();
+            let (late, waiting): (Vec<_>, Vec<_>) =
+                batch.into_iter().partition(|job| job.deadline() <= now);
+            for job in late {
+                let busy = Error::Busy {
+                    path: self.path.clone(),
+                    waited: job.submitted().elapsed(),
+                };
+                finished.push((job, Err(busy)));
+            }
+            batch = waiting;
+            let Some(deadline) = batch.iter().map(|job| job.deadline()).min() else {
+                return finished;
+            };
+            if let Err(e) = self.settle(&db, deadline) {
+                if !matches!(e, Error::Busy { .. }) {
+                    return everyone(batch, &e, finished);
+                }
+                continue;
+            }
+            match self.begin_write_within(&db, deadline) {
+                Ok(tx) => break tx,
+                Err(Error::Busy { .. }) => {}
+                Err(e) => return everyone(batch, &e, finished),
+            }
+        };
+        // The callers that gave up meanwhile leave; the others can no longer.
+        let mut taken = Vec::with_capacity(batch.len());
+        for job in batch {
+            if job.take() {
+                taken.push(job);
+            }
+        }
+        let mut tx = Some(tx);
+        loop {
+            let current = match tx.take() {
+                Some(tx) => tx,
+                None => {
+                    match self.begin_write_within(&db, Instant::now() + self.options.busy_timeout) {
+                        Ok(tx) => tx,
+                        Err(e) => return everyone(taken, &e, finished),
+                    }
+                }
+            };
+            match self.run_in(&current, &mut taken) {
+                // One operation failed on its own: it alone gets the error,
+                // and the others run again without it.
+                Err(Failed::One(i, e)) => {
+                    let _ = current.abort();
+                    finished.push((taken.remove(i), Err(e)));
+                    if taken.is_empty() {
+                        return finished;
+                    }
+                }
+                Err(Failed::All(e)) => {
+                    let _ = current.abort();
+                    return everyone(taken, &e, finished);
+                }
+                Ok(changed) => {
+                    let ended = self.end(current, changed);
+                    return match ended {
+                        Ok(()) => {
+                            finished.extend(taken.into_iter().map(|job| (job, Ok(()))));
+                            finished
+                        }
+                        Err(e) => everyone(taken, &e, finished),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs every operation in `tx`; whether any changed something.
+    fn run_in(&self, tx: &WriteTransaction, jobs: &mut [Box<dyn Job>]) -> Result<bool, Failed> {
+        let mut tables = Tables::open(&self.path, tx).map_err(|e| self.fails_all(e))?;
+        let mut changed = false;
+        for (i, job) in jobs.iter_mut().enumerate() {
+            match job.run(self, &mut tables) {
+                Ok(c) => changed |= c,
+                Err(e) if is_storage_failure(&e) => return Err(self.fails_all(e)),
+                Err(e) => return Err(Failed::One(i, e)),
+            }
+        }
+        Ok(changed)
+    }
+
+    /// A storage failure in the middle of a transaction leaves the engine's
+    /// handle unusable too, and fails the whole batch.
+    fn fails_all(&self, e: Error) -> Failed {
+        if is_storage_failure(&e) {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        Failed::All(e)
+    }
+
+    /// Commits `tx` if it changed anything, else rolls it back.
+    fn end(&self, tx: WriteTransaction, changed: bool) -> Result<()> {
+        if !changed {
+            return tx.abort().map_err(|e| self.failed(e));
+        }
+        // Nothing is granted in a file other processes no longer open.
+        if let Err(e) = self.check_same_file() {
+            let _ = tx.abort();
+            return Err(e);
+        }
+        tx.commit().map_err(|e| self.failed(e))?;
+        *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.committed.notify_all();
+        Ok(())
     }
 
     /// Begins a write transaction, polling while other processes write, until
@@ -360,8 +470,9 @@ impl Store {
         if !schema::anything_to_clean(self, now, gone, waiter_gone)? {
             return Ok(0);
         }
-        self.write(|tx| {
-            let mut tables = Tables::open(&self.path, tx)?;
+        self.submit(move |store, tables| {
+            let gone = |session| store.holder_gone(Some(session));
+            let waiter_gone = |session, limit| store.waiter_gone(session, limit, now);
             let removed = tables.remove_expired(now)? + tables.remove_orphans(gone)?;
             tables.remove_gone_waiters(waiter_gone)?;
             Ok((removed, true))
@@ -493,43 +604,28 @@ pub(crate) fn storage_error(path: &Path, e: impl Into<redb::Error>) -> Error {
     }
 }
 
-#[derive(Debug, Default)]
-struct Gate {
-    busy: Mutex<bool>,
-    freed: Condvar,
+/// How a run of a batch failed.
+enum Failed {
+    /// The operation at this index failed on its own.
+    One(usize, Error),
+    /// The transaction failed for all of them.
+    All(Error),
 }
 
-struct Turn<'a> {
-    gate: &'a Gate,
+/// Errors of the storage itself, which fail a transaction for everyone in it.
+fn is_storage_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Io { .. } | Error::NoSpace { .. } | Error::Storage { .. }
+    )
 }
 
-impl Gate {
-    fn lock(&self) -> MutexGuard<'_, bool> {
-        self.busy.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Waits for this process's turn to write, until `deadline` at most.
-    fn enter(&self, deadline: Instant) -> Option<Turn<'_>> {
-        let mut busy = self.lock();
-        while *busy {
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            busy = self
-                .freed
-                .wait_timeout(busy, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *busy = true;
-        Some(Turn { gate: self })
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.gate.lock() = false;
-        self.gate.freed.notify_one();
-    }
+/// Gives every job of `batch` the error `e`.
+fn everyone(
+    batch: Vec<Box<dyn Job>>,
+    e: &Error,
+    mut finished: Vec<(Box<dyn Job>, Result<()>)>,
+) -> Vec<(Box<dyn Job>, Result<()>)> {
+    finished.extend(batch.into_iter().map(|job| (job, Err(e.duplicate()))));
+    finished
 }
