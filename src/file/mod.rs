@@ -645,13 +645,12 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         check_path(&path)?;
         let sidecar = flock::create_sidecar(&path)?;
         let opening = flock::lock_within(&sidecar, flock::OPEN_LOCK, self.busy_timeout)?;
+        let mut hooks = self.hooks;
+        hooks.relaxed = self.durability == Durability::Relaxed;
         let options = store::Options {
             cache_size: self.cache_size,
             busy_timeout: self.busy_timeout,
-            hooks: backend::Hooks {
-                relaxed: self.durability == Durability::Relaxed,
-                ..self.hooks
-            },
+            hooks,
             durability: self.durability,
         };
         let store = Store::open(&path, sidecar, options)?;
