@@ -112,6 +112,11 @@ mod value;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+/// Entry points for the fuzz targets in `fuzz/`; not part of the public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
 #[cfg(feature = "fault-injection")]
@@ -125,4 +130,4 @@ pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 pub use crate::jobs::{Outcome, OverlapOptions, with_unique, with_unique_window, without_overlap};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 pub use crate::memory::MemoryLocker;
-pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, fuzzing, latest_expiry};
+pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, latest_expiry};

@@ -334,22 +334,6 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Re
     Ok(value)
 }
 
-/// Entry points for the fuzz targets in `fuzz/`; not part of the public API.
-#[doc(hidden)]
-pub mod fuzzing {
-    /// Decodes `bytes` as a stored record with a value of type `T`, and checks
-    /// that a record that decodes encodes back to the same bytes.
-    pub fn decode_record<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-        let record = super::Record::decode(bytes)?;
-        assert_eq!(
-            record.encode(),
-            bytes,
-            "a decoded record must re-encode exactly"
-        );
-        super::decode_value(record.value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
