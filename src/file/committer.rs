@@ -2,13 +2,15 @@
 //! runs whatever has queued up meanwhile in one write transaction and gives
 //! each caller its own result.
 //!
-//! A lone caller's operation starts at once: the thread takes what is queued
-//! when it is free, and never waits for more. Under load, the operations that
-//! arrive while a commit is syncing share the next one, so one commit (and
-//! its syncs) serves many callers.
+//! A lone caller's operation starts at once: a caller that finds no batch
+//! running runs its own operation (with whatever is queued) on its own
+//! thread, and the thread takes what is queued when it is free, never
+//! waiting for more. Under load, the operations that arrive while a commit is
+//! syncing queue up and share the next one, so one commit (and its syncs)
+//! serves many callers.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,11 @@ where
 #[derive(Debug)]
 pub(crate) struct Committer {
     jobs: Sender<Box<dyn Job>>,
+    queue: Receiver<Box<dyn Job>>,
+    // Held by whoever runs a batch: the committer thread, or a caller that
+    // found no one committing and runs its own operation (and whatever is
+    // queued) without a hand-off.
+    role: Arc<Mutex<()>>,
 }
 
 impl Committer {
@@ -109,16 +116,19 @@ impl Committer {
     /// gone.
     pub(crate) fn start(store: Weak<Store>) -> std::io::Result<Committer> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Box<dyn Job>>();
+        let role = Arc::new(Mutex::new(()));
+        let (thread_queue, thread_role) = (queue.clone(), Arc::clone(&role));
         thread::Builder::new()
             .name("hostlock-commit".into())
-            .spawn(move || run(&store, &queue))?;
-        Ok(Committer { jobs })
+            .spawn(move || run(&store, &thread_queue, &thread_role))?;
+        Ok(Committer { jobs, queue, role })
     }
 
     /// Queues `op` and waits for its result. Waits at most `busy_timeout`
     /// for the write lock; once its transaction has begun, until it ends.
     pub(crate) fn submit<R, F>(
         &self,
+        store: &Store,
         path: &std::path::Path,
         busy_timeout: Duration,
         op: F,
@@ -143,6 +153,23 @@ impl Committer {
             path: path.to_owned(),
             detail: "the handle's commit thread has stopped".to_owned(),
         };
+        // No one committing: run it here, with whatever queued meanwhile,
+        // saving the hand-off to the thread and back.
+        let role = match self.role.try_lock() {
+            Ok(role) => Some(role),
+            Err(TryLockError::Poisoned(role)) => Some(role.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(role) = role {
+            let mut batch: Vec<Box<dyn Job>> = vec![Box::new(job)];
+            drain(&self.queue, &mut batch);
+            let finished = store.run_batch(batch);
+            drop(role);
+            for (job, outcome) in finished {
+                job.finish(outcome);
+            }
+            return result.recv().unwrap_or_else(|_| Err(closed()));
+        }
         self.jobs.send(Box::new(job)).map_err(|_| closed())?;
         // The committer answers by the deadline unless the transaction has
         // begun; a little slack covers its own lateness.
@@ -164,19 +191,26 @@ impl Committer {
     }
 }
 
-fn run(store: &Weak<Store>, queue: &Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+/// Adds what is queued to `batch`, up to its limit.
+fn drain(queue: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
+    }
+}
+
+fn run(store: &Weak<Store>, queue: &Receiver<Box<dyn Job>>, role: &Mutex<()>) {
+    while let Ok(first) = queue.recv() {
+        let turn = role.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = vec![first];
+        drain(queue, &mut batch);
         let Some(strong) = store.upgrade() else {
             return;
         };
         let finished = strong.run_batch(batch);
+        drop(turn);
         // Let go of the store before answering: a caller that drops its
         // last handle on hearing back closes the file at once.
         drop(strong);

@@ -265,7 +265,7 @@ impl Store {
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
         match self.committer.get() {
-            Some(committer) => committer.submit(&self.path, self.options.busy_timeout, op),
+            Some(committer) => committer.submit(self, &self.path, self.options.busy_timeout, op),
             None => Err(Error::Storage {
                 path: self.path.clone(),
                 detail: "the handle's commit thread did not start".to_owned(),
