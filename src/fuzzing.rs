@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, ManualClock};
 use crate::error::{Error, Result};
+use crate::faults::{Fault, Faults};
 use crate::file::FileLocker;
 use crate::info::{InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
@@ -227,6 +228,119 @@ pub fn ops_model(dir: &Path, bytes: &[u8]) {
         let reading = clock.now();
         for (i, subject) in subjects.iter_mut().enumerate() {
             subject.check_state(&mut model, i, reading, &keys, &here);
+        }
+    }
+}
+
+/// Like [`ops_model`] on a `FileLocker` alone, whose storage fails before
+/// some steps: the first byte seeds the choice of steps, and of the write or
+/// sync that fails (as a full disk or an I/O error). The storage works again
+/// after each step.
+///
+/// A step whose storage failed must return an error, and leave the state the
+/// model had before it (for an acquire, the expired entry it would replace
+/// may be gone); a release, renewal or cleanup may instead have taken effect
+/// whole (`docs/design.md`, "Storage failures"). Reopening under a
+/// failure may fail, and must then succeed once the storage works. Every
+/// other step must agree with the model, as in [`ops_model`].
+pub fn ops_faults(dir: &Path, bytes: &[u8]) {
+    let Some((&seed, rest)) = bytes.split_first() else {
+        return;
+    };
+    let ops = decode_ops(rest);
+    let keys = ["a".to_owned(), "b".to_owned(), "k".repeat(MAX_KEY_LEN)];
+    let clock = ManualClock::new(start());
+    let faults = Faults::new();
+    let mut subject = Subject::file_with(dir.join("faults.redb"), &clock, faults.clone());
+    let mut model = Model::default();
+    let mut dice = Dice(u64::from(seed) << 32 | 0x9e37_79b9);
+    for (step, op) in ops.iter().enumerate() {
+        let here = Step {
+            index: step,
+            op,
+            ops: &ops,
+        };
+        let reading = clock.now();
+        let before = model.clone();
+        let expected = model.apply(op, reading);
+        let injected = faults.injected();
+        dice.arm(&faults);
+        let got = subject.perform(op, reading, &keys);
+        if let Op::Reopen = op {
+            subject.reopen(&here);
+        }
+        faults.heal();
+        let failed = faults.injected() > injected && !matches!(op, Op::Reopen);
+        if failed && got.is_err() {
+            let may_have_landed = !matches!(op, Op::Acquire { .. });
+            // A failed acquire's lock is taken out again should it have
+            // landed, and with it may go the expired entry it replaced: as
+            // good as none.
+            let mut expired_gone = before.clone();
+            if let Op::Acquire { key, .. } = *op
+                && before.live(key, reading).is_none()
+            {
+                expired_gone.entries.remove(&key);
+            }
+            if subject.agrees(&before, 0, reading, &keys) {
+                model = before;
+            } else if subject.agrees(&expired_gone, 0, reading, &keys) {
+                model = expired_gone;
+            } else if !may_have_landed || !subject.agrees(&model, 0, reading, &keys) {
+                here.fail(
+                    subject.name,
+                    "state after a storage failure",
+                    &"the state before the step, or (not for an acquire) after it",
+                    &got,
+                );
+            }
+        } else {
+            let want = match &expected {
+                Expected::Reply(reply) => reply.clone(),
+                Expected::Inspect => model.inspect(op, reading, 0),
+            };
+            if got != want {
+                here.fail(subject.name, "result", &want, &got);
+            }
+        }
+        match op {
+            Op::Advance(by) => clock.advance(*by),
+            Op::SetClock(when) => clock.set(when.at(reading)),
+            _ => {}
+        }
+        let reading = clock.now();
+        subject.check_state(&mut model, 0, reading, &keys, &here);
+    }
+}
+
+/// The choice of failures in [`ops_faults`]: a small xorshift generator.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Before one step in three, arms the failure of one of the next writes
+    /// or syncs.
+    fn arm(&mut self, faults: &Faults) {
+        let roll = self.next();
+        if !roll.is_multiple_of(3) {
+            return;
+        }
+        let fault = if roll & 8 == 0 {
+            Fault::DiskFull
+        } else {
+            Fault::Io
+        };
+        let after = (roll >> 8) % 16;
+        if roll & 16 == 0 {
+            faults.fail_writes_after(after, fault);
+        } else {
+            faults.fail_syncs_after(after % 4, fault);
         }
     }
 }
@@ -508,7 +622,7 @@ struct Entry {
 }
 
 /// The state of `docs/semantics.md`: the entry under each key (by index).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Model {
     entries: BTreeMap<usize, Entry>,
 }
@@ -676,13 +790,19 @@ enum Kind {
         locker: Option<FileLocker<String>>,
         path: PathBuf,
         clock: ManualClock,
+        faults: Faults,
     },
     Memory(MemoryLocker<String>),
 }
 
 impl Subject {
     fn file(path: PathBuf, clock: &ManualClock) -> Subject {
-        let locker = open_model_file(&path, clock)
+        Subject::file_with(path, clock, Faults::new())
+    }
+
+    /// A file locker whose storage fails as `faults` is armed.
+    fn file_with(path: PathBuf, clock: &ManualClock, faults: Faults) -> Subject {
+        let locker = open_model_file(&path, clock, &faults)
             .unwrap_or_else(|e| panic!("cannot open a new lock file: {e}"));
         Subject {
             name: "FileLocker",
@@ -690,6 +810,7 @@ impl Subject {
                 locker: Some(locker),
                 path,
                 clock: clock.clone(),
+                faults,
             },
             last_fence: 0,
         }
@@ -717,10 +838,19 @@ impl Subject {
             locker,
             path,
             clock,
+            faults,
         } = &mut self.kind
         {
             drop(locker.take());
-            match open_model_file(path, clock) {
+            let injected = faults.injected();
+            let mut opened = open_model_file(path, clock, faults);
+            // Opening may write (to recover the file) and fail as armed; once
+            // the storage works again, the file must open.
+            if opened.is_err() && faults.injected() > injected {
+                faults.heal();
+                opened = open_model_file(path, clock, faults);
+            }
+            match opened {
                 Ok(opened) => *locker = Some(opened),
                 Err(e) => here.fail(self.name, "reopen", &"Ok", &e),
             }
@@ -762,6 +892,20 @@ impl Subject {
             Op::Cleanup => reply(locker.cleanup(), Outcome::Count),
             Op::Advance(_) | Op::SetClock(_) | Op::Reopen => Ok(Outcome::Done),
         }
+    }
+
+    /// Whether `exists`, `get` and `list` of every key agree with `model`,
+    /// whose entries all have this locker's fences.
+    fn agrees(&self, model: &Model, subject: usize, now: SystemTime, keys: &[String; 3]) -> bool {
+        let locker = self.locker();
+        keys.iter().enumerate().all(|(key, name)| {
+            let live = model.live(key, now).map(|entry| entry.lock.clone());
+            reply(locker.exists(name), Outcome::Bool) == Ok(Outcome::Bool(live.is_some()))
+                && reply(locker.get(name), Outcome::Lock) == Ok(Outcome::Lock(live))
+        }) && [false, true].into_iter().all(|include_expired| {
+            let op = Op::List { include_expired };
+            self.perform(&op, now, keys) == model.inspect(&op, now, subject)
+        })
     }
 
     /// Learns the fence of a lock the last step stored, checking that it is
@@ -835,9 +979,14 @@ impl Subject {
     }
 }
 
-fn open_model_file(path: &Path, clock: &ManualClock) -> Result<FileLocker<String>> {
+fn open_model_file(
+    path: &Path,
+    clock: &ManualClock,
+    faults: &Faults,
+) -> Result<FileLocker<String>> {
     FileLocker::builder(path)
         .clock(clock.clone())
         .background_cleanup(false)
+        .faults(faults.clone())
         .open()
 }

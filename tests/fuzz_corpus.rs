@@ -12,12 +12,15 @@
 //! - `fuzz/corpus/ops_model/`: every file goes through
 //!   `hostlock::fuzzing::ops_model`, which panics when a locker's result or
 //!   state differs from the model of docs/semantics.md.
+//! - `fuzz/corpus/ops_faults/`: every file goes through
+//!   `hostlock::fuzzing::ops_faults`, the same with the storage failing at
+//!   chosen writes and syncs.
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use hostlock::fuzzing::{decode_record, open_file, ops_model};
+use hostlock::fuzzing::{decode_record, open_file, ops_faults, ops_model};
 
 fn corpus_files(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,6 +146,26 @@ fn ops_model_corpus_replays_without_mismatches() {
     assert!(
         panicked.is_empty(),
         "ops_model failed on {} corpus file(s): {panicked:#?}",
+        panicked.len()
+    );
+}
+
+#[test]
+fn ops_faults_corpus_replays_without_mismatches() {
+    let mut panicked = Vec::new();
+    let files = corpus_files("ops_faults");
+    assert!(files.len() >= 20, "only {} files", files.len());
+    for path in &files {
+        let bytes = read(path);
+        let dir = scratch_dir();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| ops_faults(dir.path(), &bytes)));
+        if let Err(payload) = outcome {
+            panicked.push(format!("{}: {}", name(path), message(&*payload)));
+        }
+    }
+    assert!(
+        panicked.is_empty(),
+        "ops_faults failed on {} corpus file(s): {panicked:#?}",
         panicked.len()
     );
 }
