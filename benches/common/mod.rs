@@ -1,0 +1,470 @@
+//! The lock stores the benches compare, behind the same three operations:
+//! acquire (store a lock if the key is free or its lock expired, in one
+//! transaction), release (delete it) and get (read it).
+//!
+//! - `memory`: `MemoryLocker`, the in-process floor.
+//! - `hostlock_immediate`, `hostlock_relaxed`: `FileLocker` in each
+//!   `Durability`, one handle per process, cloned for each thread.
+//! - `sqlite_full`, `sqlite_normal`: a lock table in SQLite (rusqlite with its
+//!   bundled SQLite) in WAL mode with `synchronous=FULL` or `NORMAL`, one
+//!   connection per thread, writes in `BEGIN IMMEDIATE` transactions, a busy
+//!   timeout of 5 s.
+//!
+//! Every lock carries a 60 s expiry. A call that finds the file busy past its
+//! busy timeout is retried and counted ([`busy_retries`]), so that a starved
+//! caller shows in the report instead of ending the run.
+
+// Each bench binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hostlock::{Durability, FileLocker, LockValue, Locker, MemoryLocker};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+/// The expiry of every lock the benches take.
+pub(crate) const TTL: Duration = Duration::from_secs(60);
+
+/// How long a store waits for another writer before it reports busy.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many calls found the store busy past its busy timeout and were retried.
+pub(crate) fn busy_retries() -> u64 {
+    BUSY_RETRIES.load(Ordering::Relaxed)
+}
+
+/// One lock store under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Memory,
+    HostlockImmediate,
+    HostlockRelaxed,
+    SqliteFull,
+    SqliteNormal,
+}
+
+impl Kind {
+    /// The stores that persist to a file, in report order.
+    pub(crate) const FILES: [Kind; 4] = [
+        Kind::HostlockImmediate,
+        Kind::HostlockRelaxed,
+        Kind::SqliteFull,
+        Kind::SqliteNormal,
+    ];
+
+    /// Every store, in report order.
+    pub(crate) const ALL: [Kind; 5] = [
+        Kind::Memory,
+        Kind::HostlockImmediate,
+        Kind::HostlockRelaxed,
+        Kind::SqliteFull,
+        Kind::SqliteNormal,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Memory => "memory",
+            Kind::HostlockImmediate => "hostlock_immediate",
+            Kind::HostlockRelaxed => "hostlock_relaxed",
+            Kind::SqliteFull => "sqlite_full",
+            Kind::SqliteNormal => "sqlite_normal",
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The baseline a hostlock store is held against: SQLite with the
+    /// durability closest to its own.
+    pub(crate) fn baseline(self) -> Option<Kind> {
+        match self {
+            Kind::HostlockImmediate => Some(Kind::SqliteFull),
+            Kind::HostlockRelaxed => Some(Kind::SqliteNormal),
+            _ => None,
+        }
+    }
+
+    /// The file this store keeps in `dir`.
+    pub(crate) fn path_in(self, dir: &Path) -> PathBuf {
+        let extension = if self.is_sqlite() { "sqlite" } else { "redb" };
+        dir.join(format!("{}.{extension}", self.name()))
+    }
+
+    pub(crate) fn is_sqlite(self) -> bool {
+        matches!(self, Kind::SqliteFull | Kind::SqliteNormal)
+    }
+}
+
+/// A store opened once per process; [`Shared::handle`] gives each thread its
+/// own way in.
+#[derive(Debug)]
+pub(crate) enum Shared {
+    Memory(MemoryLocker<u64>),
+    File(FileLocker<u64>),
+    Sqlite(PathBuf, Synchronous),
+}
+
+impl Shared {
+    /// Opens (creating) the store of `kind` at `path`; `path` is unused for
+    /// `memory`.
+    pub(crate) fn open(kind: Kind, path: &Path) -> Shared {
+        match kind {
+            Kind::Memory => Shared::Memory(MemoryLocker::new()),
+            Kind::HostlockImmediate => Shared::File(open_hostlock(path, Durability::Immediate)),
+            Kind::HostlockRelaxed => Shared::File(open_hostlock(path, Durability::Relaxed)),
+            Kind::SqliteFull | Kind::SqliteNormal => {
+                let sync = if kind == Kind::SqliteFull {
+                    Synchronous::Full
+                } else {
+                    Synchronous::Normal
+                };
+                drop(SqliteLocks::open(path, sync));
+                Shared::Sqlite(path.to_owned(), sync)
+            }
+        }
+    }
+
+    /// A handle for one thread: a clone of the locker, or a new SQLite
+    /// connection.
+    pub(crate) fn handle(&self) -> Handle {
+        match self {
+            Shared::Memory(locker) => Handle::Memory(locker.clone()),
+            Shared::File(locker) => Handle::File(locker.clone()),
+            Shared::Sqlite(path, sync) => Handle::Sqlite(SqliteLocks::open(path, *sync)),
+        }
+    }
+}
+
+/// Opens a hostlock file as the benches use it: no cleanup thread.
+pub(crate) fn open_hostlock(path: &Path, durability: Durability) -> FileLocker<u64> {
+    FileLocker::builder(path)
+        .durability(durability)
+        .background_cleanup(false)
+        .busy_timeout(BUSY_TIMEOUT)
+        .open()
+        .expect("open the hostlock file")
+}
+
+/// One thread's way into a store.
+#[derive(Debug)]
+pub(crate) enum Handle {
+    Memory(MemoryLocker<u64>),
+    File(FileLocker<u64>),
+    Sqlite(SqliteLocks),
+}
+
+impl Handle {
+    /// Takes `key` for [`TTL`] unless a lock that has not expired holds it.
+    pub(crate) fn acquire(&self, key: &str, value: u64) -> bool {
+        match self {
+            Handle::Memory(locker) => locker_acquire(locker, key, value),
+            Handle::File(locker) => locker_acquire(locker, key, value),
+            Handle::Sqlite(sqlite) => sqlite.acquire(key, value, expiry_ms(TTL)),
+        }
+    }
+
+    /// Deletes the lock under `key`; whether it was held.
+    pub(crate) fn release(&self, key: &str) -> bool {
+        match self {
+            Handle::Memory(locker) => locker_release(locker, key),
+            Handle::File(locker) => locker_release(locker, key),
+            Handle::Sqlite(sqlite) => sqlite.release(key),
+        }
+    }
+
+    /// The value of the lock that holds `key`, if any.
+    pub(crate) fn get(&self, key: &str) -> Option<u64> {
+        match self {
+            Handle::Memory(locker) => locker.get(key).expect("get").map(|lock| lock.value),
+            Handle::File(locker) => locker.get(key).expect("get").map(|lock| lock.value),
+            Handle::Sqlite(sqlite) => sqlite.get(key),
+        }
+    }
+}
+
+fn locker_acquire(locker: &impl Locker<u64>, key: &str, value: u64) -> bool {
+    loop {
+        match locker.acquire(key, LockValue::new(value).with_ttl(TTL)) {
+            Ok(taken) => return taken,
+            Err(hostlock::Error::Busy { .. }) => {
+                BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("acquire {key}: {e}"),
+        }
+    }
+}
+
+fn locker_release(locker: &impl Locker<u64>, key: &str) -> bool {
+    loop {
+        match locker.release(key) {
+            Ok(held) => return held,
+            Err(hostlock::Error::Busy { .. }) => {
+                BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("release {key}: {e}"),
+        }
+    }
+}
+
+/// Milliseconds since the epoch, `after` from now.
+pub(crate) fn expiry_ms(after: Duration) -> i64 {
+    let at = SystemTime::now() + after;
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    i64::try_from(ms).expect("a time in range")
+}
+
+/// SQLite's `synchronous` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Synchronous {
+    /// The WAL is synced at every commit: durable like `Durability::Immediate`.
+    Full,
+    /// The WAL is synced at checkpoints only: a power cut can lose the last
+    /// commits but not tear the file.
+    Normal,
+}
+
+/// The SQLite lock table: one connection.
+pub(crate) struct SqliteLocks {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SqliteLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLocks")
+            .field("path", &self.conn.path())
+            .finish()
+    }
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS locks (
+        key TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL,
+        expires_at INTEGER  -- ms since the epoch; NULL: never
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS locks_by_expiry ON locks (expires_at);
+";
+
+// Inserts the lock unless a live one holds the key; replaces an expired one.
+const ACQUIRE: &str = "
+    INSERT INTO locks (key, value, expires_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+    WHERE locks.expires_at IS NOT NULL AND locks.expires_at <= ?4";
+
+const RELEASE: &str = "DELETE FROM locks WHERE key = ?1";
+
+const GET: &str = "
+    SELECT value FROM locks
+    WHERE key = ?1 AND (expires_at IS NULL OR expires_at > ?2)";
+
+const CLEANUP: &str = "DELETE FROM locks WHERE expires_at <= ?1";
+
+impl SqliteLocks {
+    /// Opens a connection to the lock table at `path`, creating it.
+    pub(crate) fn open(path: &Path, sync: Synchronous) -> SqliteLocks {
+        let conn = Connection::open(path).expect("open the SQLite file");
+        conn.busy_timeout(BUSY_TIMEOUT).expect("busy timeout");
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .expect("WAL mode");
+        assert_eq!(mode, "wal");
+        let sync = match sync {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)
+            .expect("synchronous");
+        let locks = SqliteLocks { conn };
+        locks.write(|conn| conn.execute_batch(SCHEMA));
+        locks
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits it; retries
+    /// the whole of it while the database is busy past the busy timeout.
+    pub(crate) fn write<R>(&self, mut f: impl FnMut(&Connection) -> rusqlite::Result<R>) -> R {
+        loop {
+            match self.try_write(&mut f) {
+                Ok(result) => return result,
+                Err(e) if is_busy(&e) => {
+                    BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => panic!("SQLite write: {e}"),
+            }
+        }
+    }
+
+    fn try_write<R>(
+        &self,
+        f: &mut impl FnMut(&Connection) -> rusqlite::Result<R>,
+    ) -> rusqlite::Result<R> {
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let result = f(&self.conn).and_then(|result| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(result)
+        });
+        if result.is_err() && !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        result
+    }
+
+    pub(crate) fn acquire(&self, key: &str, value: u64, expires_at: i64) -> bool {
+        let value = i64::try_from(value).expect("a value in range");
+        self.write(|conn| {
+            let now = expiry_ms(Duration::ZERO);
+            let changed = conn
+                .prepare_cached(ACQUIRE)?
+                .execute(params![key, value, expires_at, now])?;
+            Ok(changed == 1)
+        })
+    }
+
+    pub(crate) fn release(&self, key: &str) -> bool {
+        self.write(|conn| Ok(conn.prepare_cached(RELEASE)?.execute([key])? == 1))
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<u64> {
+        let now = expiry_ms(Duration::ZERO);
+        let value: Option<i64> = self
+            .conn
+            .prepare_cached(GET)
+            .and_then(|mut get| {
+                get.query_row(params![key, now], |row| row.get(0))
+                    .optional()
+            })
+            .expect("SQLite get");
+        value.map(|value| u64::try_from(value).expect("a stored value"))
+    }
+
+    /// Stores every `(key, expires_at)` of `locks` in one transaction.
+    pub(crate) fn insert_many(&self, locks: impl Iterator<Item = (String, i64)> + Clone) {
+        self.write(|conn| {
+            let mut insert = conn.prepare_cached(
+                "INSERT OR REPLACE INTO locks (key, value, expires_at) VALUES (?1, 0, ?2)",
+            )?;
+            for (key, expires_at) in locks.clone() {
+                insert.execute(params![key, expires_at])?;
+            }
+            Ok(())
+        });
+    }
+
+    /// Moves the WAL into the database file and empties it, so that the
+    /// database file's size is the data's.
+    pub(crate) fn checkpoint(&self) {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .expect("checkpoint");
+    }
+
+    /// Deletes every lock that expired by `now_ms`; how many.
+    pub(crate) fn cleanup(&self, now_ms: i64) -> usize {
+        self.write(|conn| conn.prepare_cached(CLEANUP)?.execute([now_ms]))
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(failure.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// The size of the file at `path`, in bytes.
+pub(crate) fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("file metadata").len()
+}
+
+/// `bytes` for a table: "12.3 MiB".
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// `d` for a table, in the unit that suits it.
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ns = d.as_secs_f64() * 1e9;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// A rate for a table: "1,234" or "1.23 M".
+pub(crate) fn format_rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.2} M", per_second / 1e6)
+    } else {
+        let whole = per_second.round() as u64;
+        let digits = whole.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+}
+
+/// The median of `values` (which it sorts); NaN when empty.
+pub(crate) fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// A number read from the environment variable `name`, or `default`.
+pub(crate) fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(text) => text
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a whole number, not {text:?}")),
+        Err(_) => default,
+    }
+}
+
+/// The load average line of `/proc/loadavg`, to print beside results.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
