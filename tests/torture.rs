@@ -377,9 +377,17 @@ fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
             match other.op.as_str() {
                 "rio" if own => released = released.min(other.start),
                 "force" | "rel" => released = released.min(other.start),
-                // A renewal that succeeded replaces the expiry.
+                // A renewal that succeeded replaces the expiry, for certain
+                // only once it returned: it decides when its transaction
+                // begins, and readers see the new expiry from its commit.
+                // One that returned after the old expiry (its worker was
+                // stopped inside it) leaves a gap where the lock reads as
+                // expired; no writer can act in it, since the renewal holds
+                // the write lock throughout.
                 "touch" if own && other.rest[0] == "true" && fence.is_none() => {
-                    expiry = other.rest[2].parse().unwrap();
+                    if other.end <= expiry {
+                        expiry = other.rest[2].parse().unwrap();
+                    }
                 }
                 _ => {}
             }
