@@ -384,10 +384,10 @@ fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
                 // stopped inside it) leaves a gap where the lock reads as
                 // expired; no writer can act in it, since the renewal holds
                 // the write lock throughout.
-                "touch" if own && other.rest[0] == "true" && fence.is_none() => {
-                    if other.end <= expiry {
-                        expiry = other.rest[2].parse().unwrap();
-                    }
+                "touch"
+                    if own && other.rest[0] == "true" && fence.is_none() && other.end <= expiry =>
+                {
+                    expiry = other.rest[2].parse().unwrap();
                 }
                 _ => {}
             }
