@@ -236,14 +236,6 @@ fn sigkilled_holders_do_not_stop_the_others() {
     assert!(locker.release_if_owner("victim", "t").unwrap());
 }
 
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
 #[test]
 fn a_process_stopped_mid_write_makes_others_busy_not_hung() {
     let (_dir, file, log) = setup();
@@ -265,17 +257,10 @@ fn a_process_stopped_mid_write_makes_others_busy_not_hung() {
         thread::sleep(Duration::from_millis(3));
         stops += 1;
         let pid = child.0.id();
-        signal(pid, "-STOP");
-        let (resume, resume_at) = std::sync::mpsc::channel::<()>();
-        let resumer = thread::spawn(move || {
-            let _ = resume_at.recv_timeout(Duration::from_secs(2));
-            signal(pid, "-CONT");
+        let (result, waited) = common::while_stopped(pid, Duration::from_secs(2), || {
+            let started = Instant::now();
+            (locker.force_release("other"), started.elapsed())
         });
-        let started = Instant::now();
-        let result = locker.force_release("other");
-        let waited = started.elapsed();
-        drop(resume);
-        resumer.join().unwrap();
         match result {
             Ok(()) if waited >= Duration::from_secs(2) => header_stalls += 1,
             Ok(()) => {}

@@ -455,38 +455,23 @@ fn stop_inside_a_write(
     let mut header_stalls = 0;
     for _ in 0..100 {
         let stopped = now_ns();
-        signal(worker, "-STOP");
-        let (resume, resume_at) = std::sync::mpsc::channel::<()>();
-        let resumer = thread::spawn(move || {
-            let _ = resume_at.recv_timeout(Duration::from_secs(2));
-            signal(worker, "-CONT");
+        let (caught, stalled) = common::while_stopped(worker, Duration::from_secs(2), || {
+            let started = Instant::now();
+            let probed = probe.force_release("probe");
+            let stalled = started.elapsed() >= Duration::from_secs(2);
+            let caught = matches!(probed, Err(hostlock::Error::Busy { .. })) && !stalled;
+            if caught {
+                thread::sleep(hold.saturating_sub(started.elapsed()));
+            }
+            (caught, stalled)
         });
-        let started = Instant::now();
-        let probed = probe.force_release("probe");
-        let caught = matches!(probed, Err(hostlock::Error::Busy { .. }))
-            && started.elapsed() < Duration::from_secs(2);
-        if started.elapsed() >= Duration::from_secs(2) {
-            header_stalls += 1;
-        }
-        if caught {
-            thread::sleep(hold.saturating_sub(started.elapsed()));
-        }
-        drop(resume);
-        resumer.join().unwrap();
+        header_stalls += usize::from(stalled);
         if caught {
             return (Some((stopped, now_ns())), header_stalls);
         }
         thread::sleep(Duration::from_millis(3));
     }
     (None, header_stalls)
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
 }
 
 fn torture(config: Config) -> Run {

@@ -63,3 +63,28 @@ pub fn shared_log() -> std::fs::File {
         .open(setting(LOG))
         .expect("open the shared log")
 }
+
+/// Sends `signal` (as `kill` takes it, e.g. `-STOP`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+/// Runs `during` while `pid` is stopped (SIGSTOP), then lets it go on
+/// (SIGCONT). Should `during` itself wait for the stopped process, a timer
+/// lets the process go on after `limit`. Returns what `during` returned.
+pub fn while_stopped<R>(pid: u32, limit: std::time::Duration, during: impl FnOnce() -> R) -> R {
+    signal(pid, "-STOP");
+    let (resume, resume_at) = std::sync::mpsc::channel::<()>();
+    let resumer = std::thread::spawn(move || {
+        let _ = resume_at.recv_timeout(limit);
+        signal(pid, "-CONT");
+    });
+    let result = during();
+    drop(resume);
+    resumer.join().expect("the thread that resumes the process");
+    result
+}
