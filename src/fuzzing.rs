@@ -206,24 +206,17 @@ pub fn ops_model(dir: &Path, bytes: &[u8]) {
         let reading = clock.now();
         let expected = model.apply(op, reading);
         for (i, subject) in subjects.iter_mut().enumerate() {
-            let want = match &expected {
-                Expected::Reply(reply) => reply.clone(),
-                Expected::Inspect => model.inspect(op, reading, i),
-            };
+            let want = expected.reply(&model, op, reading, i);
             let got = subject.perform(op, reading, &keys);
             if got != want {
                 here.fail(subject.name, "result", &want, &got);
             }
         }
-        match op {
-            Op::Advance(by) => clock.advance(*by),
-            Op::SetClock(when) => clock.set(when.at(reading)),
-            Op::Reopen => {
-                for subject in &mut subjects {
-                    subject.reopen(&here);
-                }
+        move_clock(&clock, op, reading);
+        if let Op::Reopen = op {
+            for subject in &mut subjects {
+                subject.reopen(&here);
             }
-            _ => {}
         }
         let reading = clock.now();
         for (i, subject) in subjects.iter_mut().enumerate() {
@@ -295,21 +288,24 @@ pub fn ops_faults(dir: &Path, bytes: &[u8]) {
                 );
             }
         } else {
-            let want = match &expected {
-                Expected::Reply(reply) => reply.clone(),
-                Expected::Inspect => model.inspect(op, reading, 0),
-            };
+            let want = expected.reply(&model, op, reading, 0);
             if got != want {
                 here.fail(subject.name, "result", &want, &got);
             }
         }
-        match op {
-            Op::Advance(by) => clock.advance(*by),
-            Op::SetClock(when) => clock.set(when.at(reading)),
-            _ => {}
-        }
+        move_clock(&clock, op, reading);
         let reading = clock.now();
         subject.check_state(&mut model, 0, reading, &keys, &here);
+    }
+}
+
+/// Moves the clock as `op` says, if it is a clock move; the clock read
+/// `reading` before the step.
+fn move_clock(clock: &ManualClock, op: &Op, reading: SystemTime) {
+    match op {
+        Op::Advance(by) => clock.advance(*by),
+        Op::SetClock(when) => clock.set(when.at(reading)),
+        _ => {}
     }
 }
 
@@ -610,6 +606,17 @@ enum Expected {
     /// `info` or `list`, whose reply holds each locker's own fences: see
     /// [`Model::inspect`].
     Inspect,
+}
+
+impl Expected {
+    /// The reply the locker `subject` must give for `op`, on the model as
+    /// the step left it.
+    fn reply(&self, model: &Model, op: &Op, reading: SystemTime, subject: usize) -> Reply {
+        match self {
+            Expected::Reply(reply) => reply.clone(),
+            Expected::Inspect => model.inspect(op, reading, subject),
+        }
+    }
 }
 
 /// What is stored under a key, expired or not.
