@@ -1,20 +1,21 @@
-//! Group commit: every write of a handle goes to one committer thread, which
-//! runs whatever has queued up meanwhile in one write transaction and gives
-//! each caller its own result.
+//! Group commit: the writes of a handle's threads share write transactions,
+//! and each caller gets its own result.
 //!
 //! A lone caller's operation starts at once: a caller that finds no batch
 //! running runs its own operation (with whatever is queued) on its own
-//! thread, and the thread takes what is queued when it is free, never
-//! waiting for more. Under load, the operations that arrive while a commit is
-//! syncing queue up and share the next one, so one commit (and its syncs)
-//! serves many callers.
+//! thread. Otherwise it queues the operation and sleeps; the committer
+//! thread takes what is queued once the running batch ends. Under load, the
+//! operations that arrive while a commit is syncing queue up and share the
+//! next one, so one commit (and its syncs) serves many callers. A batch waits
+//! briefly only for callers that recent batches say are about to come back
+//! (see [`Shared::fill`]).
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, TryLockError, Weak};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, TryLockError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 
 use super::schema::Tables;
 use super::store::Store;
@@ -22,6 +23,9 @@ use crate::error::{Error, Result};
 
 /// The most operations one transaction takes.
 const MAX_BATCH: usize = 256;
+
+/// The longest a batch waits for callers expected back.
+const MAX_LINGER: Duration = Duration::from_micros(500);
 
 /// Where an operation is: queued, taken into a transaction, or given up on
 /// by its caller before that.
@@ -51,11 +55,71 @@ pub(crate) trait Job: Send {
     fn take(&self) -> bool;
 }
 
+/// Where a caller waits for its result.
+///
+/// A mutex and a condition variable rather than a channel: a waiting caller
+/// sleeps at once instead of spinning first, which leaves the cores to the
+/// transaction and to the callers that are about to queue the next batch.
+struct Reply<R> {
+    slot: Mutex<Answer<R>>,
+    ready: Condvar,
+}
+
+enum Answer<R> {
+    Waiting,
+    Given(Result<R>),
+    /// The operation was dropped without an answer: the thread that held it
+    /// is gone.
+    Lost,
+}
+
+impl<R> Reply<R> {
+    fn new() -> Arc<Reply<R>> {
+        Arc::new(Reply {
+            slot: Mutex::new(Answer::Waiting),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn answer(&self, answer: Answer<R>) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*slot, Answer::Waiting) {
+            *slot = answer;
+        }
+        drop(slot);
+        self.ready.notify_one();
+    }
+
+    /// Waits until the answer comes or `until` passes (`None`: for good).
+    /// `None` if it has not come by then.
+    fn wait(&self, until: Option<Instant>) -> Option<Answer<R>> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if !matches!(*slot, Answer::Waiting) {
+                return Some(std::mem::replace(&mut *slot, Answer::Lost));
+            }
+            slot = match until {
+                None => self
+                    .ready
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.checked_duration_since(Instant::now())?;
+                    self.ready
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
 /// An operation with its result type and the way back to its caller.
 struct Typed<R, F> {
     op: F,
     result: Option<R>,
-    reply: Sender<Result<R>>,
+    reply: Option<Arc<Reply<R>>>,
     state: Arc<AtomicU8>,
     submitted: Instant,
     deadline: Instant,
@@ -72,16 +136,17 @@ where
         Ok(changed)
     }
 
-    fn finish(self: Box<Self>, outcome: Result<()>) {
-        let Typed { result, reply, .. } = *self;
+    fn finish(mut self: Box<Self>, outcome: Result<()>) {
+        let result = self.result.take();
         let result = outcome.and_then(|()| {
             result.ok_or_else(|| Error::Storage {
                 path: Default::default(),
                 detail: "an operation ended without a result".to_owned(),
             })
         });
-        // A caller that is gone no longer needs it.
-        let _ = reply.send(result);
+        if let Some(reply) = self.reply.take() {
+            reply.answer(Answer::Given(result));
+        }
     }
 
     fn deadline(&self) -> Instant {
@@ -99,15 +164,91 @@ where
     }
 }
 
+impl<R, F> Drop for Typed<R, F> {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.answer(Answer::Lost);
+        }
+    }
+}
+
 /// The sending end, held by the store.
 #[derive(Debug)]
 pub(crate) struct Committer {
     jobs: Sender<Box<dyn Job>>,
+    shared: Arc<Shared>,
+}
+
+/// What the callers and the committer thread share.
+#[derive(Debug)]
+struct Shared {
     queue: Receiver<Box<dyn Job>>,
     // Held by whoever runs a batch: the committer thread, or a caller that
     // found no one committing and runs its own operation (and whatever is
     // queued) without a hand-off.
-    role: Arc<Mutex<()>>,
+    role: Mutex<()>,
+    // Callers between the start and the end of `submit`.
+    inside: AtomicUsize,
+    // How many callers the recent batches served or saw waiting: how many
+    // may come back for the next one.
+    expected: AtomicUsize,
+    // How long the last transaction took, in nanoseconds.
+    last_commit: AtomicU64,
+}
+
+impl Shared {
+    /// Fills `batch` from the queue. When recent batches served more callers
+    /// than are here, it waits a little for them: a caller that has just had
+    /// its answer often comes straight back with its next operation, and one
+    /// transaction for all of them costs less than one for each. The wait is
+    /// bounded by a fraction of the last transaction's time, and a lone
+    /// caller never waits.
+    fn fill(&self, batch: &mut Vec<Box<dyn Job>>) {
+        drain(&self.queue, batch);
+        let inside = self.inside.load(Ordering::SeqCst);
+        let expected = self.expected.load(Ordering::SeqCst).max(inside);
+        if batch.len() < expected && batch.len() < MAX_BATCH {
+            let last = Duration::from_nanos(self.last_commit.load(Ordering::SeqCst));
+            let until = Instant::now() + (last / 4).min(MAX_LINGER);
+            while batch.len() < expected && Instant::now() < until {
+                thread::yield_now();
+                drain(&self.queue, batch);
+            }
+        }
+        // Forgets a caller per batch that did not come back, so a load that
+        // has gone stops costing waits within a few transactions.
+        let seen = batch.len().max(self.inside.load(Ordering::SeqCst));
+        self.expected
+            .store(seen.max(expected.saturating_sub(1)), Ordering::SeqCst);
+    }
+
+    fn run_batch(
+        &self,
+        store: &Store,
+        batch: Vec<Box<dyn Job>>,
+    ) -> Vec<(Box<dyn Job>, Result<()>)> {
+        let started = Instant::now();
+        let finished = store.run_batch(batch);
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_commit.store(took, Ordering::SeqCst);
+        finished
+    }
+}
+
+/// Counts a caller in `submit` while it lives.
+struct Inside<'a>(&'a AtomicUsize);
+
+impl<'a> Inside<'a> {
+    fn enter(count: &'a AtomicUsize) -> Inside<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Inside(count)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Committer {
@@ -116,12 +257,18 @@ impl Committer {
     /// gone.
     pub(crate) fn start(store: Weak<Store>) -> std::io::Result<Committer> {
         let (jobs, queue) = crossbeam_channel::unbounded::<Box<dyn Job>>();
-        let role = Arc::new(Mutex::new(()));
-        let (thread_queue, thread_role) = (queue.clone(), Arc::clone(&role));
+        let shared = Arc::new(Shared {
+            queue,
+            role: Mutex::new(()),
+            inside: AtomicUsize::new(0),
+            expected: AtomicUsize::new(0),
+            last_commit: AtomicU64::new(0),
+        });
+        let thread_shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("hostlock-commit".into())
-            .spawn(move || run(&store, &thread_queue, &thread_role))?;
-        Ok(Committer { jobs, queue, role })
+            .spawn(move || run(&store, &thread_shared))?;
+        Ok(Committer { jobs, shared })
     }
 
     /// Queues `op` and waits for its result. Waits at most `busy_timeout`
@@ -137,14 +284,15 @@ impl Committer {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
+        let _inside = Inside::enter(&self.shared.inside);
         let submitted = Instant::now();
         let deadline = submitted + busy_timeout;
-        let (reply, result) = crossbeam_channel::bounded(1);
+        let reply = Reply::new();
         let state = Arc::new(AtomicU8::new(QUEUED));
         let job = Typed {
             op,
             result: None,
-            reply,
+            reply: Some(Arc::clone(&reply)),
             state: Arc::clone(&state),
             submitted,
             deadline,
@@ -153,30 +301,32 @@ impl Committer {
             path: path.to_owned(),
             detail: "the handle's commit thread has stopped".to_owned(),
         };
+        let answered = |answer| match answer {
+            Answer::Given(result) => result,
+            Answer::Waiting | Answer::Lost => Err(closed()),
+        };
         // No one committing: run it here, with whatever queued meanwhile,
         // saving the hand-off to the thread and back.
-        let role = match self.role.try_lock() {
+        let role = match self.shared.role.try_lock() {
             Ok(role) => Some(role),
             Err(TryLockError::Poisoned(role)) => Some(role.into_inner()),
             Err(TryLockError::WouldBlock) => None,
         };
         if let Some(role) = role {
             let mut batch: Vec<Box<dyn Job>> = vec![Box::new(job)];
-            drain(&self.queue, &mut batch);
-            let finished = store.run_batch(batch);
+            self.shared.fill(&mut batch);
+            let finished = self.shared.run_batch(store, batch);
             drop(role);
             for (job, outcome) in finished {
                 job.finish(outcome);
             }
-            return result.recv().unwrap_or_else(|_| Err(closed()));
+            return reply.wait(None).map_or_else(|| Err(closed()), answered);
         }
         self.jobs.send(Box::new(job)).map_err(|_| closed())?;
         // The committer answers by the deadline unless the transaction has
         // begun; a little slack covers its own lateness.
-        match result.recv_timeout(busy_timeout + Duration::from_millis(50)) {
-            Ok(result) => return result,
-            Err(RecvTimeoutError::Disconnected) => return Err(closed()),
-            Err(RecvTimeoutError::Timeout) => {}
+        if let Some(answer) = reply.wait(Some(deadline + Duration::from_millis(50))) {
+            return answered(answer);
         }
         let gave_up = state
             .compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
@@ -187,7 +337,7 @@ impl Committer {
                 waited: submitted.elapsed(),
             });
         }
-        result.recv().unwrap_or_else(|_| Err(closed()))
+        reply.wait(None).map_or_else(|| Err(closed()), answered)
     }
 }
 
@@ -201,15 +351,26 @@ fn drain(queue: &Receiver<Box<dyn Job>>, batch: &mut Vec<Box<dyn Job>>) {
     }
 }
 
-fn run(store: &Weak<Store>, queue: &Receiver<Box<dyn Job>>, role: &Mutex<()>) {
-    while let Ok(first) = queue.recv() {
-        let turn = role.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut batch = vec![first];
-        drain(queue, &mut batch);
+fn run(store: &Weak<Store>, shared: &Shared) {
+    let queue = &shared.queue;
+    let mut ready = Select::new();
+    ready.recv(queue);
+    loop {
+        // Waits for work without taking it: until this thread has the role,
+        // a caller that runs a batch of its own takes everything queued.
+        ready.ready();
+        let turn = shared.role.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut batch = match queue.try_recv() {
+            Ok(first) => vec![first],
+            // A caller with a batch of its own took it all first.
+            Err(TryRecvError::Empty) => continue,
+            Err(TryRecvError::Disconnected) => return,
+        };
+        shared.fill(&mut batch);
         let Some(strong) = store.upgrade() else {
             return;
         };
-        let finished = strong.run_batch(batch);
+        let finished = shared.run_batch(&strong, batch);
         drop(turn);
         // Let go of the store before answering: a caller that drops its
         // last handle on hearing back closes the file at once.
@@ -223,11 +384,98 @@ fn run(store: &Weak<Store>, queue: &Receiver<Box<dyn Job>>, role: &Mutex<()>) {
 #[cfg(test)]
 mod tests {
     use std::sync::Barrier;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use crate::file::FileLocker;
     use crate::value::Record;
     use crate::{Error, LockValue, Locker};
+
+    use super::{Job, MAX_BATCH, QUEUED, Reply, Shared, Typed};
+    use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    fn shared(expected: usize) -> (crossbeam_channel::Sender<Box<dyn Job>>, Shared) {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let shared = Shared {
+            queue,
+            role: Mutex::new(()),
+            inside: AtomicUsize::new(0),
+            expected: AtomicUsize::new(expected),
+            last_commit: AtomicU64::new(0),
+        };
+        (jobs, shared)
+    }
+
+    type Op = fn(
+        &crate::file::store::Store,
+        &mut crate::file::schema::Tables<'_>,
+    ) -> Result<((), bool), Error>;
+
+    fn typed(reply: Arc<Reply<()>>, deadline: Instant) -> Typed<(), Op> {
+        Typed {
+            op: |_, _| Ok(((), false)),
+            result: None,
+            reply: Some(reply),
+            state: Arc::new(AtomicU8::new(QUEUED)),
+            submitted: Instant::now(),
+            deadline,
+        }
+    }
+
+    fn job() -> Box<dyn Job> {
+        Box::new(typed(Reply::new(), Instant::now() + Duration::from_secs(1)))
+    }
+
+    /// A batch takes everything queued, and remembers how many callers it
+    /// served; the expectation then falls by one per batch that finds fewer.
+    #[test]
+    fn batches_expect_the_callers_of_recent_ones() {
+        let (jobs, shared) = shared(0);
+        for _ in 0..7 {
+            jobs.send(job()).unwrap();
+        }
+        let mut batch = vec![job()];
+        shared.fill(&mut batch);
+        assert_eq!(batch.len(), 8);
+        assert_eq!(shared.expected.load(Ordering::SeqCst), 8);
+        for left in (1..8).rev() {
+            let mut lone = vec![job()];
+            shared.fill(&mut lone);
+            assert_eq!(lone.len(), 1);
+            assert_eq!(shared.expected.load(Ordering::SeqCst), left);
+        }
+        // Callers still inside `submit` count as expected too.
+        shared.inside.store(3, Ordering::SeqCst);
+        let mut batch = vec![job()];
+        shared.fill(&mut batch);
+        assert_eq!(shared.expected.load(Ordering::SeqCst), 3);
+    }
+
+    /// A caller whose operation is dropped unanswered (its thread gone)
+    /// hears so instead of waiting for good.
+    #[test]
+    fn a_dropped_operation_answers_its_caller() {
+        let reply = Reply::new();
+        let typed = typed(Arc::clone(&reply), Instant::now());
+        assert!(reply.wait(Some(Instant::now())).is_none(), "no answer yet");
+        drop(typed);
+        assert!(matches!(reply.wait(None), Some(super::Answer::Lost)));
+    }
+
+    /// No batch is larger than the limit, however many callers are queued.
+    #[test]
+    fn a_batch_stops_at_its_limit() {
+        let (jobs, shared) = shared(0);
+        for _ in 0..MAX_BATCH + 10 {
+            jobs.send(job()).unwrap();
+        }
+        let mut batch = vec![job()];
+        shared.fill(&mut batch);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(shared.queue.len(), 11);
+    }
 
     fn record(value: &[u8]) -> Record<'_> {
         Record {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 ///
 /// | | survives the process dying (SIGKILL) | survives power loss or a kernel crash | commits per second, one thread |
 /// |-|-|-|-|
-/// | [`Immediate`](Durability::Immediate) | yes | yes | about 1,200 (three `fdatasync` per commit) |
+/// | [`Immediate`](Durability::Immediate) | yes | yes | about 1,200 (two `fdatasync` per commit) |
 /// | [`Relaxed`](Durability::Relaxed) | yes | no: the file starts empty after the reboot | two to four times as many, more with threads (see `docs/benchmarks.md`) |
 ///
 /// `Relaxed` writes every commit to the operating system and never waits for
