@@ -5,10 +5,11 @@
 //!   expired), against one that removes 10k among 10k. Among 1M, the expired
 //!   keys are first spread evenly through the others (each in another page,
 //!   as when expiry has nothing to do with the key), then next to each other.
-//!   The SQLite lock table (`synchronous=FULL`) deleting
+//!   Each expired lock has an expiry time of its own, in an order unlike the
+//!   keys' order. The SQLite lock table (`synchronous=FULL`) deleting
 //!   `WHERE expires_at <= now` through its expiry index is the baseline. The
-//!   expired locks are added again before each round; the time is the median
-//!   of the rounds.
+//!   expired locks are added again before each round; the time and the bytes
+//!   written (`wchar` in `/proc/self/io`) are the medians of the rounds.
 //! - Open: opening a file of 1M locks, by the only handle of any process
 //!   (which has the storage engine check every page) and beside another open
 //!   handle; an empty file for reference.
@@ -64,15 +65,19 @@ fn key(i: u64) -> String {
 
 /// Acquires every key of `keys`, expiring at `expires_at`, from
 /// [`SETUP_THREADS`] threads with clones of `locker`.
-fn store_locks(locker: &FileLocker<u64>, keys: &[String], expires_at: SystemTime) {
+fn store_locks(
+    locker: &FileLocker<u64>,
+    keys: &[String],
+    expires_at: impl Fn(usize) -> SystemTime + Sync,
+) {
     let started = Instant::now();
     let chunk = keys.len().div_ceil(SETUP_THREADS).max(1);
     thread::scope(|s| {
         for (t, part) in keys.chunks(chunk).enumerate() {
-            let locker = locker.clone();
+            let (locker, expires_at) = (locker.clone(), &expires_at);
             s.spawn(move || {
                 for (n, key) in part.iter().enumerate() {
-                    let lock = LockValue::new(n as u64).expiring_at(expires_at);
+                    let lock = LockValue::new(n as u64).expiring_at(expires_at(t * chunk + n));
                     assert!(locker.acquire(key, lock).expect("acquire"));
                     if t == 0 && n > 0 && n.is_multiple_of(50_000) {
                         eprintln!(
@@ -87,11 +92,19 @@ fn store_locks(locker: &FileLocker<u64>, keys: &[String], expires_at: SystemTime
     });
 }
 
-/// Cleanup times (seconds) of hostlock and SQLite, one per round.
+/// A number below 1,000 for the `n`th key, in an order unlike the keys'.
+fn scatter(n: usize) -> u64 {
+    (n as u64).wrapping_mul(7_919) % 1_000
+}
+
+/// Cleanup times (seconds) of hostlock and SQLite, one per round, and the
+/// bytes each wrote.
 #[derive(Default)]
 struct Times {
     hostlock: Vec<f64>,
     sqlite: Vec<f64>,
+    hostlock_written: Vec<f64>,
+    sqlite_written: Vec<f64>,
 }
 
 impl Times {
@@ -99,6 +112,13 @@ impl Times {
         (
             median(&mut self.hostlock.clone()),
             median(&mut self.sqlite.clone()),
+        )
+    }
+
+    fn written(&self) -> (f64, f64) {
+        (
+            median(&mut self.hostlock_written.clone()),
+            median(&mut self.sqlite_written.clone()),
         )
     }
 }
@@ -148,7 +168,7 @@ fn cleanup(total: u64, rounds: u64, measure_open: bool) -> Cleanup {
         spread.len()
     );
     let mut setup = Some(open(&path, Durability::Relaxed, &clock));
-    store_locks(setup.as_ref().expect("open"), &live, far);
+    store_locks(setup.as_ref().expect("open"), &live, |_| far);
     let mut measured = Some(open(&path, Durability::Immediate, &clock));
 
     let sqlite_path = dir.path().join("cleanup.sqlite");
@@ -169,10 +189,19 @@ fn cleanup(total: u64, rounds: u64, measure_open: bool) -> Cleanup {
     }
     for (expiring, case) in cases {
         for round in 0..rounds {
+            // Each lock expires at its own time, in an order that has
+            // nothing to do with the keys' order, as when locks are taken
+            // at different times.
             let soon = clock.now() + Duration::from_secs(1);
-            store_locks(setup.as_ref().expect("open"), expiring, soon);
-            let past_ms = common::expiry_ms(Duration::ZERO) - 1_000;
-            sqlite.insert_many(expiring.iter().map(|key| (key.clone(), past_ms)));
+            let at = |n| soon + Duration::from_millis(scatter(n));
+            store_locks(setup.as_ref().expect("open"), expiring, at);
+            let past_ms = common::expiry_ms(Duration::ZERO) - 2_000;
+            sqlite.insert_many(
+                expiring
+                    .iter()
+                    .enumerate()
+                    .map(|(n, key)| (key.clone(), past_ms + scatter(n) as i64)),
+            );
             if round == 0 && case == "spread" {
                 sqlite.checkpoint();
                 result.sizes = (common::file_size(&path), common::file_size(&sqlite_path));
@@ -191,15 +220,19 @@ fn cleanup(total: u64, rounds: u64, measure_open: bool) -> Cleanup {
             }
             clock.advance(Duration::from_secs(2));
             let locker = measured.as_ref().expect("open");
+            let before = written();
             let start = Instant::now();
             let removed = locker.cleanup().expect("cleanup");
             let hostlock = start.elapsed();
+            let hostlock_written = written() - before;
             assert_eq!(removed, expiring.len(), "cleanup removes the expired locks");
 
             let now_ms = common::expiry_ms(Duration::ZERO);
+            let before = written();
             let start = Instant::now();
             let removed = sqlite.cleanup(now_ms);
             let sqlite = start.elapsed();
+            let sqlite_written = written() - before;
             assert_eq!(removed, expiring.len(), "SQLite removes the expired rows");
             eprintln!("  {case} round {round}: hostlock {hostlock:.1?}, SQLite {sqlite:.1?}");
             let times = if case == "spread" {
@@ -209,6 +242,8 @@ fn cleanup(total: u64, rounds: u64, measure_open: bool) -> Cleanup {
             };
             times.hostlock.push(hostlock.as_secs_f64());
             times.sqlite.push(sqlite.as_secs_f64());
+            times.hostlock_written.push(hostlock_written as f64);
+            times.sqlite_written.push(sqlite_written as f64);
         }
     }
     result
@@ -241,6 +276,16 @@ fn file_size(cycles: u64) -> ([(String, u64); 4], f64) {
     locker.compact().expect("compact");
     sizes.push(("after compact()".to_owned(), common::file_size(&path)));
     (sizes.try_into().expect("four sizes"), per_second)
+}
+
+/// The bytes this process has handed to `write` calls so far (`wchar` in
+/// `/proc/self/io`): what a cleanup wrote, taken as a difference.
+fn written() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a wchar line")
 }
 
 /// This process's resident set, in bytes.
@@ -329,54 +374,55 @@ fn main() {
     let (sizes, cycle_rate) = file_size(cycles);
     let memory = memory(held);
 
-    let (large_hostlock, large_sqlite) = large.spread.medians();
-    let (clustered_hostlock, clustered_sqlite) = large.clustered.medians();
     let (small_hostlock, small_sqlite) = small.spread.medians();
     println!();
     println!("Cleanup of {EXPIRED} expired locks (median of {rounds}):");
     println!();
     println!(
-        "| Locks in the file | hostlock (immediate) | SQLite FULL | hostlock vs SQLite (time) |"
+        "| Locks in the file | hostlock (immediate) | SQLite FULL | hostlock vs SQLite (time) | hostlock wrote | SQLite wrote |"
     );
     println!(
-        "|-------------------|----------------------|-------------|---------------------------|"
+        "|-------------------|----------------------|-------------|---------------------------|----------------|--------------|"
     );
-    for (what, hostlock, sqlite) in [
+    let rows = [
         (
             format!("{}, expired keys spread among them", large.total),
-            large_hostlock,
-            large_sqlite,
+            &large.spread,
         ),
         (
             format!("{}, expired keys next to each other", large.total),
-            clustered_hostlock,
-            clustered_sqlite,
+            &large.clustered,
         ),
-        (
-            format!("{}, all expired", small.total),
-            small_hostlock,
-            small_sqlite,
-        ),
-    ] {
+        (format!("{}, all expired", small.total), &small.spread),
+    ];
+    for (what, times) in &rows {
+        let (hostlock, sqlite) = times.medians();
+        let (hostlock_written, sqlite_written) = times.written();
         println!(
-            "| {what} | {} | {} | {:.2}x |",
+            "| {what} | {} | {} | {:.2}x | {} | {} |",
             ms(hostlock),
             ms(sqlite),
-            hostlock / sqlite
+            hostlock / sqlite,
+            format_bytes(hostlock_written as u64),
+            format_bytes(sqlite_written as u64),
         );
     }
-    println!(
-        "| ratio spread among {} / all expired | {:.2}x | {:.2}x | |",
-        large.total,
-        large_hostlock / small_hostlock,
-        large_sqlite / small_sqlite
-    );
-    println!(
-        "| ratio next to each other among {} / all expired | {:.2}x | {:.2}x | |",
-        large.total,
-        clustered_hostlock / small_hostlock,
-        clustered_sqlite / small_sqlite
-    );
+    let (small_written, small_sqlite_written) = small.spread.written();
+    for (what, times) in [
+        ("spread among", &large.spread),
+        ("next to each other among", &large.clustered),
+    ] {
+        let (hostlock, sqlite) = times.medians();
+        let (hostlock_written, sqlite_written) = times.written();
+        println!(
+            "| ratio {what} {} / all expired | {:.2}x | {:.2}x | | {:.2}x | {:.2}x |",
+            large.total,
+            hostlock / small_hostlock,
+            sqlite / small_sqlite,
+            hostlock_written / small_written,
+            sqlite_written / small_sqlite_written,
+        );
+    }
     println!();
     let (alone, beside) = large.open.expect("open times");
     println!(

@@ -242,14 +242,20 @@ impl<'a> Tables<'a> {
 
     /// Removes the entry under `key` and its index entries.
     pub(crate) fn remove(&mut self, key: &str, stored: &Stored) -> Result<()> {
-        self.locks
-            .remove(key)
-            .map_err(|e| storage_error(self.path, e))?;
         if let Some(at) = stored.expires {
             self.expiry
                 .remove((at, key))
                 .map_err(|e| storage_error(self.path, e))?;
         }
+        self.remove_unindexed(key, stored)
+    }
+
+    /// Removes the entry under `key` and its holder index entry, for a
+    /// caller that has taken its expiry index entry out already.
+    fn remove_unindexed(&mut self, key: &str, stored: &Stored) -> Result<()> {
+        self.locks
+            .remove(key)
+            .map_err(|e| storage_error(self.path, e))?;
         if let Some(session) = stored.session {
             self.holder
                 .remove((session, key))
@@ -355,29 +361,31 @@ impl<'a> Tables<'a> {
     }
 
     /// Removes every entry whose expiry is before `now_nanos` and returns how
-    /// many locks were removed. Reads only the expired part of the index.
+    /// many locks were removed. Reads only the expired part of the index,
+    /// and takes it out in one pass.
     pub(crate) fn remove_expired(&mut self, now_nanos: u64) -> Result<usize> {
+        let path = self.path;
         let mut expired = Vec::new();
         for entry in self
             .expiry
-            .range(..(now_nanos, ""))
-            .map_err(|e| storage_error(self.path, e))?
+            .extract_from_if(..(now_nanos, ""), |_, ()| true)
+            .map_err(|e| storage_error(path, e))?
         {
-            let (index_key, _) = entry.map_err(|e| storage_error(self.path, e))?;
+            let (index_key, _) = entry.map_err(|e| storage_error(path, e))?;
             let (at, key) = index_key.value();
-            expired.push((at, key.to_owned()));
+            expired.push((key.to_owned(), at));
         }
+        // In key order, removals that fall in one page of the lock table
+        // follow each other, and the page is copied once.
+        expired.sort_unstable();
         let mut removed = 0;
-        for (at, key) in expired {
-            self.expiry
-                .remove((at, key.as_str()))
-                .map_err(|e| storage_error(self.path, e))?;
+        for (key, at) in expired {
             // The index and the lock table change together, so the lock has
             // this expiry; checking keeps a damaged index from removing a live lock.
             if let Some(stored) = self.get(&key)?
                 && stored.expires == Some(at)
             {
-                self.remove(&key, &stored)?;
+                self.remove_unindexed(&key, &stored)?;
                 removed += 1;
             }
         }
@@ -571,4 +579,76 @@ fn audit_index(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, ReadableDatabase, ReadableTable};
+
+    use super::{EXPIRY, LOCKS, Tables};
+    use crate::value::Record;
+
+    fn record(expires: Option<u64>, session: Option<u64>) -> Record<'static> {
+        Record {
+            fence: 1,
+            acquired: 0,
+            pid: 0,
+            expires,
+            session,
+            token: None,
+            value: b"v",
+        }
+    }
+
+    /// A cleanup takes out exactly the expired locks, whatever the order of
+    /// their expiry times, with their index entries; an index entry that no
+    /// longer matches its lock goes alone.
+    #[test]
+    fn remove_expired_takes_the_expired_locks_and_their_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks.redb");
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut tables = Tables::open(&path, &tx).unwrap();
+            // Expiry order unlike key order; two live, one without expiry.
+            for (key, at) in [
+                ("d", 40),
+                ("a", 30),
+                ("c", 10),
+                ("b", 20),
+                ("e", 500),
+                ("f", 900),
+            ] {
+                let session = (key == "b").then_some(7);
+                tables.insert(key, &record(Some(at), session)).unwrap();
+            }
+            tables.insert("g", &record(None, None)).unwrap();
+            // A stale entry for a live lock, as a damaged index might hold.
+            tables.expiry.insert((5, "e"), ()).unwrap();
+            assert_eq!(tables.remove_expired(100).unwrap(), 4);
+            for gone in ["a", "b", "c", "d"] {
+                assert!(tables.get(gone).unwrap().is_none(), "{gone} expired");
+            }
+            for kept in ["e", "f", "g"] {
+                assert!(tables.get(kept).unwrap().is_some(), "{kept} lives");
+            }
+            assert!(tables.holder.get((7, "b")).unwrap().is_none());
+        }
+        tx.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let index: Vec<(u64, String)> = read
+            .open_table(EXPIRY)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|entry| {
+                let (key, _) = entry.unwrap();
+                let (at, key) = key.value();
+                (at, key.to_owned())
+            })
+            .collect();
+        assert_eq!(index, [(500, "e".to_owned()), (900, "f".to_owned())]);
+        assert_eq!(read.open_table(LOCKS).unwrap().iter().unwrap().count(), 3);
+    }
 }
