@@ -10,10 +10,10 @@ use crate::error::{Error, Result};
 /// How far a change is on disk when the call that made it returns; set with
 /// [`FileLockerBuilder::durability`](crate::FileLockerBuilder::durability).
 ///
-/// | | survives the process dying (SIGKILL) | survives power loss or a kernel crash | commits per second, one thread |
+/// | | survives the process dying (SIGKILL) | survives power loss or a kernel crash | acquire+release cycles per second, one thread |
 /// |-|-|-|-|
-/// | [`Immediate`](Durability::Immediate) | yes | yes | about 1,200 (two `fdatasync` per commit) |
-/// | [`Relaxed`](Durability::Relaxed) | yes | no: the file starts empty after the reboot | two to four times as many, more with threads (see `docs/benchmarks.md`) |
+/// | [`Immediate`](Durability::Immediate) | yes | yes | about 1,300 (two `fdatasync` per commit) |
+/// | [`Relaxed`](Durability::Relaxed) | yes | no: the file starts empty after the reboot | two to three times as many, more with threads (see `docs/benchmarks.md`) |
 ///
 /// `Relaxed` writes every commit to the operating system and never waits for
 /// the disk, like SQLite's `synchronous=OFF` in WAL mode: whatever a process
