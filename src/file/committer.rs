@@ -383,18 +383,14 @@ fn run(store: &Weak<Store>, shared: &Shared) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Barrier;
-    use std::sync::atomic::Ordering;
-    use std::time::Duration;
+    use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier, Mutex};
+    use std::time::{Duration, Instant};
 
+    use super::{Job, MAX_BATCH, QUEUED, Reply, Shared, Typed};
     use crate::file::FileLocker;
     use crate::value::Record;
     use crate::{Error, LockValue, Locker};
-
-    use super::{Job, MAX_BATCH, QUEUED, Reply, Shared, Typed};
-    use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
 
     fn shared(expected: usize) -> (crossbeam_channel::Sender<Box<dyn Job>>, Shared) {
         let (jobs, queue) = crossbeam_channel::unbounded();
