@@ -192,8 +192,9 @@ struct Shared {
     // How many callers the recent batches served or saw waiting: how many
     // may come back for the next one.
     expected: AtomicUsize,
-    // How long the last transaction took, in nanoseconds.
-    last_commit: AtomicU64,
+    // How long the last batch took, in nanoseconds, waits for the write lock
+    // included.
+    last_batch: AtomicU64,
 }
 
 impl Shared {
@@ -201,14 +202,14 @@ impl Shared {
     /// than are here, it waits a little for them: a caller that has just had
     /// its answer often comes straight back with its next operation, and one
     /// transaction for all of them costs less than one for each. The wait is
-    /// bounded by a fraction of the last transaction's time, and a lone
-    /// caller never waits.
+    /// bounded by a fraction of the last batch's time, and a lone caller
+    /// never waits.
     fn fill(&self, batch: &mut Vec<Box<dyn Job>>) {
         drain(&self.queue, batch);
         let inside = self.inside.load(Ordering::SeqCst);
         let expected = self.expected.load(Ordering::SeqCst).max(inside);
         if batch.len() < expected && batch.len() < MAX_BATCH {
-            let last = Duration::from_nanos(self.last_commit.load(Ordering::SeqCst));
+            let last = Duration::from_nanos(self.last_batch.load(Ordering::SeqCst));
             let until = Instant::now() + (last / 4).min(MAX_LINGER);
             while batch.len() < expected && Instant::now() < until {
                 thread::yield_now();
@@ -230,7 +231,7 @@ impl Shared {
         let started = Instant::now();
         let finished = store.run_batch(batch);
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.last_commit.store(took, Ordering::SeqCst);
+        self.last_batch.store(took, Ordering::SeqCst);
         finished
     }
 }
@@ -262,7 +263,7 @@ impl Committer {
             role: Mutex::new(()),
             inside: AtomicUsize::new(0),
             expected: AtomicUsize::new(0),
-            last_commit: AtomicU64::new(0),
+            last_batch: AtomicU64::new(0),
         });
         let thread_shared = Arc::clone(&shared);
         thread::Builder::new()
@@ -399,7 +400,7 @@ mod tests {
             role: Mutex::new(()),
             inside: AtomicUsize::new(0),
             expected: AtomicUsize::new(expected),
-            last_commit: AtomicU64::new(0),
+            last_batch: AtomicU64::new(0),
         };
         (jobs, shared)
     }

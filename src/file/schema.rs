@@ -247,12 +247,12 @@ impl<'a> Tables<'a> {
                 .remove((at, key))
                 .map_err(|e| storage_error(self.path, e))?;
         }
-        self.remove_unindexed(key, stored)
+        self.remove_except_expiry(key, stored)
     }
 
     /// Removes the entry under `key` and its holder index entry, for a
     /// caller that has taken its expiry index entry out already.
-    fn remove_unindexed(&mut self, key: &str, stored: &Stored) -> Result<()> {
+    fn remove_except_expiry(&mut self, key: &str, stored: &Stored) -> Result<()> {
         self.locks
             .remove(key)
             .map_err(|e| storage_error(self.path, e))?;
@@ -385,7 +385,7 @@ impl<'a> Tables<'a> {
             if let Some(stored) = self.get(&key)?
                 && stored.expires == Some(at)
             {
-                self.remove_unindexed(&key, &stored)?;
+                self.remove_except_expiry(&key, &stored)?;
                 removed += 1;
             }
         }
