@@ -375,8 +375,8 @@ impl<'a> Tables<'a> {
             let (at, key) = index_key.value();
             expired.push((key.to_owned(), at));
         }
-        // In key order, removals that fall in one page of the lock table
-        // follow each other, and the page is copied once.
+        // In key order, consecutive removals walk neighbouring paths of the
+        // lock table, whose pages are then still in the cache.
         expired.sort_unstable();
         let mut removed = 0;
         for (key, at) in expired {
