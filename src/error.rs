@@ -51,7 +51,7 @@ pub enum Error {
         /// The path that was missing.
         path: PathBuf,
     },
-    /// The process may not read or write the lock file or its sidecar folder.
+    /// The process may not read or write the lock file or its directory.
     PermissionDenied {
         /// The path that was refused.
         path: PathBuf,
@@ -76,7 +76,9 @@ pub enum Error {
         /// What is damaged.
         detail: String,
     },
-    /// The file was written by a newer (or unknown) version of hostlock.
+    /// The file was written by another version of hostlock: a newer one, or
+    /// an older one whose format this build no longer opens (the message then
+    /// says how to replace it).
     UnsupportedVersion {
         /// The path of the file.
         path: PathBuf,
@@ -117,12 +119,26 @@ pub enum Error {
         /// The path of the file.
         path: PathBuf,
     },
-    /// The lock file was deleted or replaced while this locker had it open.
+    /// The lock file was deleted, replaced or truncated while this locker
+    /// had it open.
     /// Other processes now open another file, so this handle refuses to go
     /// on: open the path again.
     Replaced {
         /// The path of the file.
         path: PathBuf,
+    },
+    /// The lock file is one that another local user could replace or
+    /// rewrite: another user's file in a directory anyone may write (such as
+    /// `/tmp`), a file in a world-writable directory without the sticky bit,
+    /// a world-writable file, or a symlink planted in such a directory.
+    /// Locks in it would be only as safe as that user is kind. Move the file,
+    /// or accept the risk with
+    /// [`FileLockerBuilder::trust_path`](crate::FileLockerBuilder::trust_path).
+    Untrusted {
+        /// The path given.
+        path: PathBuf,
+        /// Who could replace it, and how.
+        reason: String,
     },
     /// An I/O error not covered by a more specific variant.
     Io {
@@ -189,6 +205,18 @@ impl fmt::Display for Error {
                 path,
                 found,
                 supported,
+            } if found < supported => write!(
+                f,
+                "{} has format version {found}, written by an older hostlock; this one uses \
+                 version {supported}. Its locks are transient: remove the file (and any \
+                 {}.hostlock folder beside it) once no process uses it, and it is created anew",
+                path.display(),
+                path.display()
+            ),
+            Error::UnsupportedVersion {
+                path,
+                found,
+                supported,
             } => write!(
                 f,
                 "{} has format version {found} but this hostlock reads up to version {supported}; \
@@ -221,8 +249,15 @@ impl fmt::Display for Error {
             ),
             Error::Replaced { path } => write!(
                 f,
-                "{} was deleted or replaced while open, so other processes no longer share \
-                 this handle's locks; open it again",
+                "{} was deleted, replaced or truncated while open, so other processes no \
+                 longer share this handle's locks; open it again",
+                path.display()
+            ),
+            Error::Untrusted { path, reason } => write!(
+                f,
+                "refusing the lock file {}: {reason}; use a directory only the file's users \
+                 can write, or accept the risk with FileLockerBuilder::trust_path(true) \
+                 (CLI: --trust-path)",
                 path.display()
             ),
             Error::Io {
@@ -250,6 +285,28 @@ impl std::error::Error for Error {
 }
 
 impl Error {
+    /// Whether the same call may succeed later without anyone fixing
+    /// anything: the file was busy, the disk full, or an I/O or storage
+    /// error occurred. A replaced or damaged file, a wrong value type or an
+    /// invalid argument stays as it is until someone acts.
+    ///
+    /// ```
+    /// # use hostlock::Error;
+    /// let busy = Error::Busy { path: "locks.redb".into(), waited: std::time::Duration::ZERO };
+    /// assert!(busy.is_transient());
+    /// assert!(!Error::Replaced { path: "locks.redb".into() }.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Busy { .. }
+                | Error::NoSpace { .. }
+                | Error::Io { .. }
+                | Error::Storage { .. }
+                | Error::Thread { .. }
+        )
+    }
+
     /// Maps an I/O error on `path` to the most specific variant.
     pub(crate) fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Error {
         let path = path.into();
@@ -320,6 +377,10 @@ impl Error {
             },
             Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
             Error::Replaced { path } => Error::Replaced { path: path.clone() },
+            Error::Untrusted { path, reason } => Error::Untrusted {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
             Error::Io {
                 path,
                 action,

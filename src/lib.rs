@@ -122,8 +122,8 @@ pub use crate::error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use crate::faults::{Fault, Faults};
 pub use crate::file::{
-    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, Durability, FileLocker,
-    FileLockerBuilder, IntegrityReport,
+    DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, DEFAULT_MODE, Durability,
+    FileLocker, FileLockerBuilder, IntegrityReport,
 };
 pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};

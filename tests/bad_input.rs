@@ -101,7 +101,7 @@ fn a_file_from_a_future_format_is_refused() {
             err,
             Error::UnsupportedVersion {
                 found: 99,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -110,11 +110,35 @@ fn a_file_from_a_future_format_is_refused() {
 }
 
 #[test]
+fn a_file_of_the_sidecar_format_says_how_to_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<'_, &str, u64> =
+                redb::TableDefinition::new("hostlock_meta");
+            tx.open_table(meta).unwrap().insert("format", 1).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = open_err(&path);
+    assert!(
+        matches!(err, Error::UnsupportedVersion { found: 1, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("older hostlock"), "{message}");
+    assert!(message.contains("remove the file"), "{message}");
+}
+
+#[test]
 fn truncated_files_are_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let path = real_lock_file(dir.path());
     let bytes = fs::read(&path).unwrap();
-    for keep in [bytes.len() / 2, 4096, 100, 5] {
+    for keep in [bytes.len() / 2, 4096] {
         let cut = dir.path().join(format!("cut-{keep}.redb"));
         fs::write(&cut, &bytes[..keep]).unwrap();
         let err = open_err(&cut);
@@ -123,6 +147,74 @@ fn truncated_files_are_damaged() {
             "kept {keep}: {err:?}"
         );
     }
+}
+
+/// What an interrupted creation can leave (a cut-off header, zeros, an empty
+/// file) holds no lock, and is laid out anew instead of refused for good.
+#[test]
+fn leftovers_of_an_interrupted_creation_are_laid_out_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = real_lock_file(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    let leftovers: [(&str, Vec<u8>); 4] = [
+        ("cut-5", bytes[..5].to_vec()),
+        ("cut-100", bytes[..100].to_vec()),
+        ("zeros", vec![0; 72 << 10]),
+        ("empty", Vec::new()),
+    ];
+    for (name, content) in leftovers {
+        let leftover = dir.path().join(format!("{name}.redb"));
+        fs::write(&leftover, content).unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o640)).unwrap();
+        let locker = open(&leftover).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
+        assert!(locker.check().unwrap().problems.is_empty());
+        let mode = fs::metadata(&leftover).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "{name}: laid out in place, mode kept");
+    }
+}
+
+/// Nothing is created beside a file that is refused, and nothing hangs.
+#[test]
+fn refused_files_are_left_alone_and_nothing_is_created_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("app.sqlite");
+    fs::write(&sqlite, b"SQLite format 3\0 and then some pages").unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let socket = dir.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let before = listing(dir.path());
+
+    let err = open_err(&sqlite);
+    assert!(err.to_string().contains("an SQLite database"), "{err}");
+    for (path, kind) in [(&fifo, "FIFO"), (&socket, "socket")] {
+        let err = open_err(path);
+        assert!(matches!(err, Error::NotLockFile { .. }), "{err:?}");
+        assert!(err.to_string().contains(kind), "{err}");
+    }
+    let err = open(Path::new("/dev/null")).unwrap_err();
+    assert!(err.to_string().contains("character device"), "{err}");
+    assert!(!Path::new("/dev/null.hostlock").exists());
+    assert_eq!(listing(dir.path()), before, "nothing was created");
+    assert_eq!(
+        fs::read(&sqlite).unwrap().len(),
+        36,
+        "the file is untouched"
+    );
+}
+
+fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -171,15 +263,6 @@ fn a_read_only_file_is_refused() {
     let err = open_err(&path);
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     assert!(err.to_string().contains("make it writable"));
-}
-
-#[test]
-fn a_file_where_the_sidecar_folder_belongs_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("locks.redb");
-    fs::write(dir.path().join("locks.redb.hostlock"), "in the way").unwrap();
-    let err = open_err(&path);
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
 }
 
 #[test]

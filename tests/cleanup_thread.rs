@@ -10,7 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hostlock::{Clock, FileLocker, LockValue, Locker, ManualClock};
+use std::ops::Bound;
+
+use hostlock::{Clock, Fault, Faults, FileLocker, LockValue, Locker, ManualClock};
+use redb::StorageBackend;
+use redb::backends::FileBackend;
 
 /// The tests count this process's threads, so they run one at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -91,13 +95,17 @@ fn one_handle_sweeps_and_another_takes_over_when_it_closes() {
     let first = open(&path, &clock);
     let second = open(&path, &clock);
     thread::sleep(TICK * 5);
-    // Exactly one of the two holds the sweeper lock.
-    let sweeper = dir.path().join("locks.redb.hostlock/sweeper.lock");
-    let probe = std::fs::File::open(&sweeper).unwrap();
+    // Exactly one of the two holds the sweeper lock, a byte-range lock in
+    // the file itself (docs/design.md, "Byte-range locks in the file").
+    const SWEEPER_BYTE: u64 = (1 << 61) + 2;
+    let probe = FileBackend::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let byte = (Bound::Included(SWEEPER_BYTE), Bound::Included(SWEEPER_BYTE));
     assert!(
-        fs2::FileExt::try_lock_exclusive(&probe).is_err(),
+        !probe.try_lock_shared_range(byte.0, byte.1).unwrap(),
         "someone sweeps"
     );
+    // No file was created beside the lock file for it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
     drop(first);
     let at = clock.now() + Duration::from_secs(1);
@@ -143,12 +151,15 @@ fn errors_go_to_the_callback_which_may_panic() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("locks.redb");
-    // The thread elects itself by locking sidecar/sweeper.lock; a directory
-    // in its place makes every tick fail.
-    std::fs::create_dir_all(dir.path().join("locks.redb.hostlock/sweeper.lock")).unwrap();
+    // An expired lock on a full disk: every tick finds it and fails to
+    // remove it.
+    let clock = ManualClock::default();
+    let faults = Faults::new();
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink = Arc::clone(&errors);
     let locker: FileLocker<String> = FileLocker::builder(&path)
+        .clock(clock.clone())
+        .faults(faults.clone())
         .cleanup_interval(TICK)
         .on_cleanup_error(move |e| {
             sink.lock().unwrap().push(e.to_string());
@@ -156,12 +167,18 @@ fn errors_go_to_the_callback_which_may_panic() {
         })
         .open()
         .unwrap();
+    let soon = clock.now() + Duration::from_secs(1);
+    let lock = LockValue::new("v".to_owned()).expiring_at(soon);
+    assert!(locker.acquire("old", lock).unwrap());
+    clock.advance(Duration::from_secs(2));
+    faults.fail_writes_after(0, Fault::DiskFull);
     eventually("several errors were reported", || {
         errors.lock().unwrap().len() >= 3
     });
     let first = errors.lock().unwrap()[0].clone();
-    assert!(first.contains("sweeper.lock"), "{first}");
-    // The locker itself is unaffected.
+    assert!(first.contains("no space"), "{first}");
+    // The locker itself works again once the disk does.
+    faults.heal();
     assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
 }
 

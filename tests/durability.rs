@@ -52,17 +52,18 @@ fn relaxed_locks_survive_closing_and_reopening_in_the_same_boot() {
     }
 }
 
-/// A reboot is simulated by recording another boot in the sidecar folder.
-fn pretend_a_reboot(path: &Path) {
-    let marker = dir_of(path).join("relaxed-boot");
-    assert!(marker.is_file(), "a relaxed opener records the boot");
-    fs::write(marker, "00000000-0000-0000-0000-000000000000").unwrap();
-}
+/// The extended attribute of the lock file that records the boot of its
+/// relaxed commits.
+const BOOT_ATTRIBUTE: &str = "user.hostlock.relaxed-boot";
 
-fn dir_of(path: &Path) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".hostlock");
-    name.into()
+/// A reboot is simulated by recording another boot on the file.
+fn pretend_a_reboot(path: &Path) {
+    let mut recorded = [0u8; 64];
+    let len = rustix::fs::getxattr(path, BOOT_ATTRIBUTE, &mut recorded[..])
+        .expect("a relaxed opener records the boot");
+    assert!(len > 0);
+    let other = b"00000000-0000-0000-0000-000000000000";
+    rustix::fs::setxattr(path, BOOT_ATTRIBUTE, other, rustix::fs::XattrFlags::empty()).unwrap();
 }
 
 #[test]

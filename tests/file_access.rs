@@ -1,6 +1,6 @@
-//! Lock files the process may not use (a read-only directory, a file or
-//! folder it has no permission for) and lock files deleted or replaced while
-//! open: each a specific error naming the path, never a panic, never a lock
+//! Lock files the process may not use (a read-only directory, a file it has
+//! no permission for), lock files another user could replace (the trust
+//! model in docs/design.md), and lock files deleted or replaced while open: each a specific error naming the path, never a panic, never a lock
 //! granted where other processes cannot see it.
 //!
 //! Root may write anywhere, so when the tests run as root the permission
@@ -118,47 +118,108 @@ fn a_file_of_another_user_is_refused() {
 }
 
 #[test]
-fn a_sidecar_folder_of_another_user_is_refused() {
+fn a_file_shared_with_its_user_opens_for_that_user() {
+    // The control for the tests above: a file that belongs to the
+    // unprivileged user opens for it, and it takes a lock.
     let dir = shared_dir();
     let path = dir.path().join("locks.redb");
     drop(open(&path).unwrap());
-    // The file is shared, but its sidecar folder is not.
-    set_mode(&path, 0o666);
-    let sidecar = dir.path().join("locks.redb.hostlock");
-    set_mode(&sidecar, 0o700);
-    let (debug, message) = open_unprivileged(&path).expect("the open must fail");
-    assert!(debug.starts_with("PermissionDenied"), "{debug}");
-    assert!(message.contains(&*sidecar.to_string_lossy()), "{message}");
-}
-
-#[test]
-fn a_file_shared_with_everyone_opens_for_another_user() {
-    // The control for the tests above: with the permissions opened up, the
-    // unprivileged child opens the file and takes a lock.
-    let dir = shared_dir();
-    let path = dir.path().join("locks.redb");
-    drop(open(&path).unwrap());
-    set_mode(&path, 0o666);
-    let sidecar = dir.path().join("locks.redb.hostlock");
-    for entry in walk(&sidecar) {
-        let mode = if entry.is_dir() { 0o777 } else { 0o666 };
-        set_mode(&entry, mode);
+    if is_root() {
+        std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
     }
     assert_eq!(open_unprivileged(&path), None);
     assert!(open(&path).unwrap().exists("k").unwrap());
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = vec![dir.to_owned()];
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
+#[test]
+fn a_new_file_is_private_whatever_the_umask_and_group_sharing_is_a_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private.redb");
+    drop(open(&private).unwrap());
+    assert_eq!(fs::metadata(&private).unwrap().mode() & 0o7777, 0o600);
+    let shared = dir.path().join("shared.redb");
+    drop(
+        FileLocker::<String>::builder(&shared)
+            .mode(0o660)
+            .background_cleanup(false)
+            .open()
+            .unwrap(),
+    );
+    assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o660);
+    // An existing file keeps its mode.
+    drop(open(&shared).unwrap());
+    assert_eq!(fs::metadata(&shared).unwrap().mode() & 0o7777, 0o660);
+    for bad in [0o666, 0o400, 0o700, 0o4600] {
+        let err = FileLocker::<String>::builder(dir.path().join("bad.redb"))
+            .mode(bad)
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidArgument { .. }),
+            "{bad:o}: {err:?}"
+        );
     }
-    found
+    assert!(!dir.path().join("bad.redb").exists());
+}
+
+fn assert_untrusted(path: &Path, why: &str) {
+    let err = open(path).unwrap_err();
+    assert!(matches!(err, Error::Untrusted { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(why), "{message}");
+    assert!(message.contains("trust_path"), "{message}");
+    let trusting = FileLocker::<String>::builder(path)
+        .trust_path(true)
+        .background_cleanup(false)
+        .open();
+    assert!(trusting.is_ok(), "trust_path opens it: {trusting:?}");
+}
+
+#[test]
+fn a_world_writable_lock_file_is_refused_unless_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    drop(open(&path).unwrap());
+    set_mode(&path, 0o666);
+    assert_untrusted(&path, "anyone may write it");
+}
+
+#[test]
+fn a_lock_file_in_a_world_writable_directory_without_the_sticky_bit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    set_mode(dir.path(), 0o777);
+    let path = dir.path().join("locks.redb");
+    assert_untrusted(&path, "not sticky");
+    // A sticky one (like /tmp) is fine for the user's own file.
+    set_mode(dir.path(), 0o1777);
+    assert!(open(&path).is_ok());
+}
+
+/// A directory like /tmp, with a lock file (or symlink) planted in it by
+/// another user. Needs root to make a file of another user.
+#[test]
+fn another_users_file_or_symlink_in_a_sticky_shared_directory_is_refused() {
+    if !is_root() {
+        eprintln!("another user's file needs root to make; run the tests as root to check it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    set_mode(dir.path(), 0o1777);
+    let planted = dir.path().join("locks.redb");
+    drop(open(&planted).unwrap());
+    std::os::unix::fs::chown(&planted, Some(NOBODY), Some(NOBODY)).unwrap();
+    assert_untrusted(&planted, "belongs to user 65534");
+
+    // A symlink of theirs pointing at a file of this user's elsewhere.
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = target_dir.path().join("mine.redb");
+    let link = dir.path().join("link.redb");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let err = open(&link).unwrap_err();
+    assert!(matches!(err, Error::Untrusted { .. }), "{err:?}");
+    assert!(err.to_string().contains("symlink"), "{err}");
+    assert!(!target.exists(), "nothing was created where it points");
 }
 
 #[test]

@@ -1,16 +1,20 @@
-//! The storage under the database: redb's own file backend, opened by this
-//! crate so that it knows which file it has open, with failures injected on
-//! demand under the `fault-injection` feature.
+//! The storage under the database: redb's own file backend over a descriptor
+//! this crate opened, so that it knows which file it has open, with failures
+//! injected on demand under the `fault-injection` feature.
 //!
 //! Every method delegates, the byte-range lock methods and `close` included:
 //! the multi-writer mode coordinates processes through those locks and
-//! refuses a backend without them.
+//! refuses a backend without them. The engine's blocking lock waits are
+//! bounded while the database opens (see [`OpenDeadline`]).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::ops::Bound;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use redb::backends::FileBackend;
 use redb::{BackendError, DatabaseError, StorageBackend};
@@ -26,12 +30,11 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub(crate) fn of(file: &File) -> io::Result<Identity> {
-        let meta = file.metadata()?;
-        Ok(Identity {
+    pub(crate) fn of_meta(meta: &std::fs::Metadata) -> Identity {
+        Identity {
             dev: meta.dev(),
             ino: meta.ino(),
-        })
+        }
     }
 
     /// The identity of the file `path` names now; `None` if nothing is there.
@@ -56,27 +59,84 @@ pub(crate) struct Hooks {
     pub(crate) faults: Option<Faults>,
 }
 
+/// While set, the engine's blocking waits for a lock (the file header, the
+/// writer byte) poll until this instant and then fail, instead of waiting
+/// without bound behind a process stopped inside a commit. Set while the
+/// database opens, so that a busy open fails at the busy timeout on the
+/// caller's own thread, leaving nothing behind.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OpenDeadline(Arc<Mutex<Option<Instant>>>);
+
+impl OpenDeadline {
+    pub(crate) fn until(deadline: Instant) -> OpenDeadline {
+        OpenDeadline(Arc::new(Mutex::new(Some(deadline))))
+    }
+
+    /// From now on, lock waits block as the engine asks.
+    pub(crate) fn clear(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn get(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Backend {
     file: FileBackend,
     hooks: Hooks,
+    deadline: OpenDeadline,
 }
 
 impl Backend {
-    /// Opens (creating if missing) the file at `path`.
-    pub(crate) fn open(path: &Path, hooks: Hooks) -> Result<(Backend, Identity), DatabaseError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let identity = Identity::of(&file)?;
-        let backend = Backend {
+    /// The storage on `file`, an open descriptor of the lock file.
+    pub(crate) fn new(
+        file: File,
+        hooks: Hooks,
+        deadline: OpenDeadline,
+    ) -> Result<Backend, DatabaseError> {
+        Ok(Backend {
             file: FileBackend::new(file)?,
             hooks,
+            deadline,
+        })
+    }
+
+    /// Takes a lock, polling until the open deadline when one is set.
+    fn wait_for_lock(
+        &self,
+        start: Bound<u64>,
+        end: Bound<u64>,
+        shared: bool,
+    ) -> Result<(), BackendError> {
+        let Some(deadline) = self.deadline.get() else {
+            return if shared {
+                self.file.lock_shared_range(start, end)
+            } else {
+                self.file.lock_range(start, end)
+            };
         };
-        Ok((backend, identity))
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let taken = if shared {
+                self.file.try_lock_shared_range(start, end)?
+            } else {
+                self.file.try_lock_range(start, end)?
+            };
+            if taken {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(BackendError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "another process kept a lock of the file past the busy timeout",
+                )));
+            }
+            thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
     }
 
     fn before_write(&self) -> io::Result<()> {
@@ -140,11 +200,11 @@ impl StorageBackend for Backend {
     }
 
     fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.file.lock_range(start, end)
+        self.wait_for_lock(start, end, false)
     }
 
     fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
-        self.file.lock_shared_range(start, end)
+        self.wait_for_lock(start, end, true)
     }
 
     fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {

@@ -3,8 +3,8 @@
 //! One thread per open [`FileLocker`](crate::FileLocker), woken by a
 //! crossbeam-channel ticker and stopped through a second channel when the
 //! last handle drops. Of all the processes (and handles) sharing a file, only
-//! the one holding the sidecar's sweeper lock sweeps; when it exits, the next
-//! tick of another elects itself.
+//! the one holding the file's sweeper lock (see `ranges.rs`) sweeps; when it
+//! exits, the next tick of another elects itself.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Sender, select, tick};
 
-use super::flock::{self, HeldLock, SWEEPER_LOCK};
+use super::ranges::Held;
 use super::store::Store;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ impl Sweeper {
             .name("hostlock-cleanup".into())
             .spawn(move || {
                 let ticks = tick(interval);
-                let mut elected: Option<HeldLock> = None;
+                let mut elected: Option<Held> = None;
                 loop {
                     select! {
                         recv(stopped) -> _ => return,
@@ -61,14 +61,13 @@ impl Sweeper {
     }
 }
 
-fn sweep_once(store: &Store, clock: &dyn Clock, elected: &mut Option<HeldLock>) -> Result<()> {
+fn sweep_once(store: &Store, clock: &dyn Clock, elected: &mut Option<Held>) -> Result<()> {
     if elected.is_none() {
-        *elected = flock::try_lock(store.sidecar(), SWEEPER_LOCK)?;
+        *elected = store.ranges().try_sweeper()?;
     }
     if elected.is_none() {
         return Ok(());
     }
-    flock::remove_dead_sessions(store.sidecar())?;
     match store.cleanup(clock.now()) {
         // A busy file is swept at the next tick.
         Ok(_) | Err(Error::Busy { .. }) => Ok(()),

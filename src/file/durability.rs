@@ -1,9 +1,11 @@
 //! How far a commit is on disk when a call returns, and the boot marker that
 //! keeps a relaxed file from outliving a power cut unnoticed.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs::{self, File};
+use std::path::Path;
+
+use rustix::fs::XattrFlags;
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
@@ -19,8 +21,8 @@ use crate::error::{Error, Result};
 /// the disk, like SQLite's `synchronous=OFF` in WAL mode: whatever a process
 /// did is safe from that process dying, since the kernel holds it, but a
 /// power cut can leave the file torn. So a relaxed file is only trusted
-/// within the boot that wrote it: the sidecar folder records the host's boot
-/// id, and the first opener after a reboot empties the file instead of
+/// within the boot that wrote it: the file records the host's boot id (in an
+/// extended attribute, so the file system must keep those), and the first opener after a reboot empties the file instead of
 /// reading what may be damaged ([`FileLocker::started_fresh`](crate::FileLocker::started_fresh)
 /// says so). Locks for work that a reboot ends anyway (the holders are gone)
 /// lose nothing by it; a lock that must outlive a reboot needs `Immediate`.
@@ -38,16 +40,14 @@ pub enum Durability {
     Relaxed,
 }
 
-/// The marker in the sidecar folder: the boot id of the host while relaxed
-/// commits may be unsynced.
-const MARKER: &str = "relaxed-boot";
+/// The extended attribute of the lock file that names the host's boot while
+/// relaxed commits may be unsynced. It lives on the file itself (its inode):
+/// only those who may write the file can set it, and it can be read when the
+/// file's pages are torn.
+const ATTRIBUTE: &str = "user.hostlock.relaxed-boot";
 
 /// Where the host's boot id is read.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
-
-fn marker(sidecar: &Path) -> PathBuf {
-    sidecar.join(MARKER)
-}
 
 /// This boot's id.
 pub(crate) fn boot_id() -> Result<String> {
@@ -70,111 +70,109 @@ pub(crate) fn boot_id() -> Result<String> {
 /// the first opener (`alone`) empties it, and the call returns `true`. Then,
 /// for a relaxed opener, records this boot.
 pub(crate) fn prepare(
+    file: &File,
     path: &Path,
-    sidecar: &Path,
     durability: Durability,
     alone: bool,
 ) -> Result<bool> {
-    let marker = marker(sidecar);
-    let recorded = match fs::read_to_string(&marker) {
-        Ok(id) => Some(id.trim().to_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(marker, "read", e)),
-    };
     let mut emptied = false;
-    let mut current = None;
-    if let Some(recorded) = recorded {
+    let mut current = false;
+    if let Some(recorded) = recorded(file, path)? {
         let now = boot_id()?;
         if recorded != now && alone {
-            empty(path)?;
-            remove_marker(&marker)?;
+            super::create::reset(file, path)?;
+            forget(file, path)?;
             emptied = true;
         } else if recorded == now {
-            current = Some(now);
+            current = true;
         }
     }
-    if durability == Durability::Relaxed && current.is_none() {
-        write_marker(&marker, &boot_id()?)?;
+    if durability == Durability::Relaxed && !current {
+        record(file, path, &boot_id()?)?;
     }
     Ok(emptied)
 }
 
-/// Empties the file in place, so the storage engine starts a new one.
-fn empty(path: &Path) -> Result<()> {
-    let file = match OpenOptions::new().write(true).open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(path, "open", e)),
-    };
-    file.set_len(0)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(path, "empty", e))
-}
-
-fn remove_marker(marker: &Path) -> Result<()> {
-    match fs::remove_file(marker) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(marker, "remove", e)),
+/// The boot recorded on the file; none where the file system keeps no
+/// extended attributes (then no relaxed opener can have used it).
+fn recorded(file: &File, path: &Path) -> Result<Option<String>> {
+    let mut value = [0u8; 128];
+    match rustix::fs::fgetxattr(file, ATTRIBUTE, &mut value[..]) {
+        Ok(len) => Ok(Some(String::from_utf8_lossy(&value[..len]).into_owned())),
+        Err(e) if e == Errno::NODATA || e == Errno::NOTSUP || e == Errno::OPNOTSUPP => Ok(None),
+        Err(e) => Err(Error::io(
+            path,
+            "read the relaxed-boot attribute of",
+            e.into(),
+        )),
     }
 }
 
-/// Writes the marker whole (a temporary file renamed over it) and on disk
-/// before any relaxed commit can be.
-fn write_marker(marker: &Path, boot: &str) -> Result<()> {
-    let mut temporary = marker.as_os_str().to_owned();
-    temporary.push(".new");
-    let temporary = PathBuf::from(temporary);
-    let write = || -> io::Result<()> {
-        let mut file = File::create(&temporary)?;
-        file.write_all(boot.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temporary, marker)?;
-        if let Some(dir) = marker.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    };
-    write().map_err(|e| Error::io(marker, "write", e))
+/// Records the boot on the file, and on disk before any relaxed commit can be.
+fn record(file: &File, path: &Path, boot: &str) -> Result<()> {
+    match rustix::fs::fsetxattr(file, ATTRIBUTE, boot.as_bytes(), XattrFlags::empty()) {
+        Ok(()) => file.sync_all().map_err(|e| Error::io(path, "sync", e)),
+        Err(e) if e == Errno::NOTSUP || e == Errno::OPNOTSUPP => Err(Error::invalid(
+            "durability",
+            format!(
+                "relaxed durability records the boot on the lock file as an extended \
+                 attribute, which the file system of {} does not keep; use \
+                 Durability::Immediate there",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(Error::io(path, "record the boot on", e.into())),
+    }
+}
+
+fn forget(file: &File, path: &Path) -> Result<()> {
+    match rustix::fs::fremovexattr(file, ATTRIBUTE) {
+        Ok(()) => Ok(()),
+        Err(e) if e == Errno::NODATA => Ok(()),
+        Err(e) => Err(Error::io(
+            path,
+            "clear the relaxed-boot attribute of",
+            e.into(),
+        )),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What a reboot leaves: another boot recorded.
+    fn pretend_another_boot(file: &File, path: &Path) -> Result<()> {
+        record(file, path, "00000000-0000-0000-0000-000000000000")
+    }
+
     #[test]
     fn a_relaxed_file_from_another_boot_is_emptied_by_its_first_opener() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locks.redb");
-        let sidecar = dir.path().join("locks.redb.hostlock");
-        fs::create_dir(&sidecar).unwrap();
         fs::write(&path, b"whatever the last boot left").unwrap();
+        let file = File::options().read(true).write(true).open(&path).unwrap();
 
         // Relaxed in this boot: recorded, nothing emptied.
-        assert!(!prepare(&path, &sidecar, Durability::Relaxed, true).unwrap());
-        assert_eq!(
-            fs::read_to_string(marker(&sidecar)).unwrap(),
-            boot_id().unwrap()
-        );
-        assert!(!prepare(&path, &sidecar, Durability::Immediate, true).unwrap());
+        assert!(!prepare(&file, &path, Durability::Relaxed, true).unwrap());
+        assert_eq!(recorded(&file, &path).unwrap(), Some(boot_id().unwrap()));
+        assert!(!prepare(&file, &path, Durability::Immediate, true).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().len(), 27);
 
         // Another boot: a second opener leaves it, the first empties it.
-        fs::write(marker(&sidecar), "an-earlier-boot").unwrap();
-        assert!(!prepare(&path, &sidecar, Durability::Immediate, false).unwrap());
+        pretend_another_boot(&file, &path).unwrap();
+        assert!(!prepare(&file, &path, Durability::Immediate, false).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().len(), 27);
-        assert!(prepare(&path, &sidecar, Durability::Immediate, true).unwrap());
+        assert!(prepare(&file, &path, Durability::Immediate, true).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().len(), 0);
-        assert!(
-            !marker(&sidecar).exists(),
+        assert_eq!(
+            recorded(&file, &path).unwrap(),
+            None,
             "an immediate opener leaves no marker"
         );
 
-        fs::write(marker(&sidecar), "an-earlier-boot").unwrap();
-        assert!(prepare(&path, &sidecar, Durability::Relaxed, true).unwrap());
-        assert_eq!(
-            fs::read_to_string(marker(&sidecar)).unwrap(),
-            boot_id().unwrap()
-        );
+        pretend_another_boot(&file, &path).unwrap();
+        assert!(prepare(&file, &path, Durability::Relaxed, true).unwrap());
+        assert_eq!(recorded(&file, &path).unwrap(), Some(boot_id().unwrap()));
     }
 }

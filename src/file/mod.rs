@@ -1,16 +1,27 @@
 //! `FileLocker`: locks in one redb file shared by the processes of a host.
+//!
+//! - `mod.rs`: the type, its builder and its trait implementations;
+//! - `store.rs`: one open of the file (its identity, the engine's database,
+//!   the bounded wait for the write lock), `committer.rs` batching its writes;
+//! - `schema.rs`: the tables and the decisions' reads and writes on them;
+//! - `create.rs`: new files made whole; `trust.rs`: who could replace a path;
+//! - `ranges.rs`: hostlock's own byte-range locks in the file (the only
+//!   module that takes OS locks), `session.rs` the sessions built on them;
+//! - `backend.rs`: the storage under the engine; `durability.rs`: relaxed
+//!   commits and the boot they belong to; `cleanup.rs`: the sweeper thread.
 
 mod backend;
 mod cleanup;
 mod committer;
+mod create;
 mod durability;
-mod flock;
+mod ranges;
 mod schema;
+mod session;
 mod store;
+mod trust;
 
 use std::fmt;
-use std::fs;
-use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,6 +51,9 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
 /// The storage engine's page cache per open file, by default: 16 MiB.
 pub const DEFAULT_CACHE_SIZE: usize = 16 << 20;
+/// The permissions of a new lock file, by default: read and write for its
+/// owner only, whatever the umask.
+pub const DEFAULT_MODE: u32 = 0o600;
 
 /// A locker whose locks live in one file, shared by every thread and process
 /// of the host that opens it.
@@ -52,9 +66,13 @@ pub const DEFAULT_CACHE_SIZE: usize = 16 << 20;
 /// machine. Values are stored as CBOR, so a file can be read by a program that
 /// does not know `T`.
 ///
-/// Beside the file, a sidecar folder (`<file>.hostlock/`) holds the OS file
-/// locks through which processes serialise opening and elect the one that runs
-/// background cleanup.
+/// Nothing else is kept beside the file: the sessions of open handles, the
+/// election of the one that runs background cleanup and the serialisation of
+/// opening are byte-range locks inside the file itself, so every path to the
+/// file (a hard link, a symlink, a bind mount) shares one lock space. A new
+/// file is private to its owner (mode 0600) unless
+/// [`FileLockerBuilder::mode`] says otherwise; see "Security" in the README
+/// for who can do what with a lock file.
 ///
 /// `FileLocker` is `Send + Sync` and cheap to clone: clones share one open
 /// database and one cleanup thread, which stops when the last clone is
@@ -129,6 +147,8 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
             on_cleanup_error: Arc::new(cleanup::print_error),
             hooks: backend::Hooks::default(),
             durability: Durability::Immediate,
+            mode: DEFAULT_MODE,
+            trust: false,
             value: PhantomData,
         }
     }
@@ -517,6 +537,8 @@ pub struct FileLockerBuilder<T> {
     on_cleanup_error: ErrorCallback,
     hooks: backend::Hooks,
     durability: Durability,
+    mode: u32,
+    trust: bool,
     value: PhantomData<fn() -> T>,
 }
 
@@ -530,6 +552,8 @@ impl<T> fmt::Debug for FileLockerBuilder<T> {
             .field("busy_timeout", &self.busy_timeout)
             .field("cache_size", &self.cache_size)
             .field("durability", &self.durability)
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("trust_path", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -566,8 +590,9 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
     /// its last clone drops or its process dies (even by SIGKILL), the lock
     /// is free for everyone at once, whatever its expiry. An unbound lock
     /// counts until it expires or is released, whoever is left. Locks are
-    /// detected as orphaned through OS file locks on a session file in the
-    /// sidecar folder, so a reused process id cannot keep a lock alive.
+    /// detected as orphaned through the handle's session slot, a byte-range
+    /// lock in the file that the OS drops when the handle closes or its
+    /// process dies, so a reused process id cannot keep a lock alive.
     pub fn bind_to_session(mut self, bind: bool) -> FileLockerBuilder<T> {
         self.bind_to_session = bind;
         self
@@ -611,6 +636,34 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         self
     }
 
+    /// The permissions of the file if this call creates it (default:
+    /// [`DEFAULT_MODE`], 0600), applied exactly, whatever the umask. Give
+    /// `0o660` to share the locks with the file's group (put the file in a
+    /// directory of that group, or `chgrp` it). An existing file keeps its
+    /// mode.
+    ///
+    /// Anyone who can open the file can disrupt its locks (see "Security" in
+    /// the README), so the owner must be able to read and write it and no one
+    /// else may write it unless they share its group: the mode must include
+    /// `0o600` and may add only group bits and other-read.
+    pub fn mode(mut self, mode: u32) -> FileLockerBuilder<T> {
+        self.mode = mode;
+        self
+    }
+
+    /// Opens a lock file that another local user could replace (default:
+    /// `false`, such a file is refused with [`Error::Untrusted`]): another
+    /// user's file, or a symlink of theirs, in a directory anyone may write
+    /// (such as `/tmp`), any file in a world-writable directory without the
+    /// sticky bit, or a world-writable file. Whoever can replace the file can
+    /// split its lock space, so two processes both think they hold a lock.
+    /// Refusing by default is what keeps a shared `/tmp` safe; allow it only
+    /// where every user who could do that is trusted.
+    pub fn trust_path(mut self, trust: bool) -> FileLockerBuilder<T> {
+        self.trust = trust;
+        self
+    }
+
     /// Makes the file's storage fail on demand (see [`Faults`](crate::Faults)),
     /// to test how a program copes with a full disk or a failing device.
     /// Available with the `fault-injection` feature.
@@ -620,15 +673,22 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         self
     }
 
-    /// Opens the lock file, creating it (and its sidecar folder) if missing.
+    /// Opens the lock file, creating it if missing: built whole under a
+    /// temporary name in the same directory and linked into place, so no
+    /// process ever sees half a file, and never through a symlink. Nothing
+    /// else is created beside it.
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`]: a zero cleanup interval or busy timeout.
+    /// - [`Error::InvalidArgument`]: a zero cleanup interval or busy timeout,
+    ///   or a mode that is not allowed.
     /// - [`Error::IsDirectory`], [`Error::NotFound`] (of the parent
     ///   directory), [`Error::PermissionDenied`], [`Error::ReadOnly`]: the
     ///   path cannot be used.
-    /// - [`Error::NotLockFile`], [`Error::Corrupted`],
-    ///   [`Error::UnsupportedVersion`]: the file is not one this build can use.
+    /// - [`Error::Untrusted`]: another user could replace the file (see
+    ///   [`trust_path`](Self::trust_path)).
+    /// - [`Error::NotLockFile`] (also for a FIFO, a device or a socket),
+    ///   [`Error::Corrupted`], [`Error::UnsupportedVersion`]: the file is not
+    ///   one this build can use. It is left as it was.
     /// - [`Error::Busy`]: another process kept the file busy past the busy
     ///   timeout.
     pub fn open(self) -> Result<FileLocker<T>> {
@@ -641,10 +701,17 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
                 "must be longer than zero; turn the thread off with background_cleanup(false)",
             ));
         }
+        if self.mode & !0o666 != 0 || self.mode & 0o600 != 0o600 || self.mode & 0o002 != 0 {
+            return Err(Error::invalid(
+                "mode",
+                format!(
+                    "{:04o} is not allowed: the owner must read and write the file, and only \
+                     its group may write it too (e.g. 0600 or 0660)",
+                    self.mode
+                ),
+            ));
+        }
         let path = self.path;
-        check_path(&path)?;
-        let sidecar = flock::create_sidecar(&path)?;
-        let opening = flock::lock_within(&sidecar, flock::OPEN_LOCK, self.busy_timeout)?;
         let mut hooks = self.hooks;
         hooks.relaxed = self.durability == Durability::Relaxed;
         let options = store::Options {
@@ -652,10 +719,10 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
             busy_timeout: self.busy_timeout,
             hooks,
             durability: self.durability,
+            mode: self.mode,
+            trust: self.trust,
         };
-        let store = Store::open(&path, sidecar, options)?;
-        schema::check_or_init(&store)?;
-        drop(opening);
+        let store = Store::open(&path, options)?;
         let sweeper = if self.background_cleanup {
             Some(Sweeper::spawn(
                 Arc::clone(&store),
@@ -675,35 +742,6 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
             }),
             value: PhantomData,
         })
-    }
-}
-
-/// Checks the path before anything is created, for errors that say what to fix.
-fn check_path(path: &Path) -> Result<()> {
-    match fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(Error::IsDirectory {
-            path: path.to_owned(),
-        }),
-        // Root may write to a file whose mode forbids it; a lock file marked
-        // read-only was meant not to change, so refuse it for everyone.
-        Ok(meta) if meta.permissions().readonly() => Err(Error::ReadOnly {
-            path: path.to_owned(),
-        }),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            if parent.is_dir() {
-                Ok(())
-            } else {
-                Err(Error::NotFound {
-                    path: parent.to_owned(),
-                })
-            }
-        }
-        Err(e) => Err(Error::io(path, "inspect", e)),
     }
 }
 

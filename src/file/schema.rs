@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! hostlock_meta    &str         -> u64   "format" = FORMAT_VERSION,
-//!                                         "fence" = the last fence handed out
+//!                                         "fence" = the last fence handed out,
+//!                                         "ticket" = the last ticket handed out,
+//!                                         "incarnation" = random, set at lay-out
 //! hostlock_locks   &str (key)   -> &[u8] a value::Record
 //! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
 //! hostlock_holder  (u64, &str)  -> ()    (session of the holder, key)
@@ -13,7 +15,8 @@
 //! The expiry index holds exactly the locks that have an expiry, so a cleanup
 //! reads only the index entries that have expired. The holder index holds the
 //! locks bound to a session, so a cleanup finds the locks of ended sessions by
-//! looking at each session once.
+//! looking at each session once. A session id carries its slot in its top 16
+//! bits (see `session.rs`), so the sessions of one slot are one range of it.
 
 use std::path::Path;
 
@@ -33,18 +36,25 @@ pub(crate) const HOLDER: TableDefinition<'static, (u64, &str), ()> =
 pub(crate) const QUEUE: TableDefinition<'static, (&str, u64), (u64, u64)> =
     TableDefinition::new("hostlock_queue");
 
-/// The version of the file layout above, stored under `FORMAT_KEY`.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The version of the file layout above, stored under `FORMAT_KEY`. Version 1
+/// kept sessions and open locks in a sidecar folder beside the file.
+pub(crate) const FORMAT_VERSION: u64 = 2;
 const FORMAT_KEY: &str = "format";
 /// The last fence handed out, for any key: fences grow across the whole file,
 /// so each key's fences grow however often it is released and taken again.
+/// A new file starts at the wall clock in microseconds, above every fence a
+/// file it replaced could have handed out (see docs/design.md).
 const FENCE_KEY: &str = "fence";
 /// The last waiter's ticket handed out, for any key.
 const TICKET_KEY: &str = "ticket";
+/// A random number chosen when the tables are laid out: a handle that finds
+/// another one has seen its file emptied and laid out anew.
+const INCARNATION_KEY: &str = "incarnation";
 
 /// Checks that the database is a hostlock file this build can read, and lays
-/// out the tables in a new one. Runs under the sidecar's open lock.
-pub(crate) fn check_or_init(store: &Store) -> Result<()> {
+/// out the tables in a new one. Runs under the open lock. Returns the file's
+/// incarnation.
+pub(crate) fn check_or_init(store: &Store) -> Result<u64> {
     let path = store.path();
     let read = store.begin_read()?;
     let tables: Vec<String> = read
@@ -67,15 +77,13 @@ pub(crate) fn check_or_init(store: &Store) -> Result<()> {
     }
     // Opening the tables in a write transaction lays them out.
     store.submit(|_, tables| {
-        // Another process may have laid out the file after the check above,
-        // if it does not use the sidecar's open lock (an older build).
-        tables.set_format_if_missing()?;
+        tables.lay_out()?;
         Ok(((), true))
     })?;
     check_format(store)
 }
 
-fn check_format(store: &Store) -> Result<()> {
+fn check_format(store: &Store) -> Result<u64> {
     let path = store.path();
     let read = store.begin_read()?;
     let meta = read.open_table(META).map_err(|e| storage_error(path, e))?;
@@ -95,7 +103,13 @@ fn check_format(store: &Store) -> Result<()> {
             read.open_table(HOLDER)
                 .map_err(|e| storage_error(path, e))?;
             read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
-            Ok(())
+            meta.get(INCARNATION_KEY)
+                .map_err(|e| storage_error(path, e))?
+                .map(|v| v.value())
+                .ok_or_else(|| Error::Corrupted {
+                    path: path.to_owned(),
+                    detail: "its incarnation is missing".to_owned(),
+                })
         }
         Some(other) => Err(Error::UnsupportedVersion {
             path: path.to_owned(),
@@ -264,20 +278,49 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
-    /// Records this build's format version in a new file.
-    pub(crate) fn set_format_if_missing(&mut self) -> Result<()> {
-        let path = self.path;
-        if self
-            .meta
-            .get(FORMAT_KEY)
-            .map_err(|e| storage_error(path, e))?
-            .is_none()
-        {
-            self.meta
-                .insert(FORMAT_KEY, FORMAT_VERSION)
-                .map_err(|e| storage_error(path, e))?;
+    /// Lays out a new file: this build's format version, the fence counter
+    /// started at the wall clock in microseconds, and a new incarnation.
+    pub(crate) fn lay_out(&mut self) -> Result<()> {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let incarnation = crate::guard::random_u64().max(1);
+        for (key, value) in [
+            (FORMAT_KEY, FORMAT_VERSION),
+            (FENCE_KEY, micros),
+            (INCARNATION_KEY, incarnation),
+        ] {
+            if self.meta_value(key)?.is_none() {
+                self.meta
+                    .insert(key, value)
+                    .map_err(|e| storage_error(self.path, e))?;
+            }
         }
         Ok(())
+    }
+
+    fn meta_value(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(|e| storage_error(self.path, e))?
+            .map(|v| v.value()))
+    }
+
+    /// The file's incarnation (see `INCARNATION_KEY`).
+    pub(crate) fn incarnation(&self) -> Result<Option<u64>> {
+        self.meta_value(INCARNATION_KEY)
+    }
+
+    /// Removes what sessions of `slot` other than `own` left: their locks and
+    /// their queued waits. Its new holder runs this: the slot's earlier
+    /// sessions have ended. Returns whether anything was removed.
+    pub(crate) fn purge_slot(&mut self, slot: u64, own: u64) -> Result<bool> {
+        let (first, last) = super::session::range_of(slot);
+        let gone = |session: u64| Ok(session != own && (first..=last).contains(&session));
+        let removed = self.remove_orphans_in(first, last, gone)?;
+        let left = self.remove_gone_waiters(|session, _| gone(session))?;
+        Ok(removed + left > 0)
     }
 
     /// Removes the lock under `key` if it is the one granted with `fence`.
@@ -312,10 +355,19 @@ impl<'a> Tables<'a> {
     /// returns how many. Asks once per session that holds locks.
     pub(crate) fn remove_orphans(
         &mut self,
+        ended: impl FnMut(u64) -> Result<bool>,
+    ) -> Result<usize> {
+        self.remove_orphans_in(0, u64::MAX, ended)
+    }
+
+    /// [`Tables::remove_orphans`] for the sessions from `from` to `last`.
+    fn remove_orphans_in(
+        &mut self,
+        mut from: u64,
+        last: u64,
         mut ended: impl FnMut(u64) -> Result<bool>,
     ) -> Result<usize> {
         let mut removed = 0;
-        let mut from = 0u64;
         loop {
             let next = self
                 .holder
@@ -325,7 +377,7 @@ impl<'a> Tables<'a> {
                 .transpose()
                 .map_err(|e| storage_error(self.path, e))?
                 .map(|(k, _)| k.value().0);
-            let Some(session) = next else {
+            let Some(session) = next.filter(|&session| session <= last) else {
                 return Ok(removed);
             };
             if ended(session)? {
@@ -492,6 +544,48 @@ fn turn(
     // No one left ahead; a ticket no longer queued (dropped as gone after
     // its wait limit) may still take its turn.
     Ok((true, leaving))
+}
+
+/// The incarnation recorded in a meta table.
+pub(crate) fn incarnation_in(
+    path: &Path,
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<Option<u64>> {
+    Ok(meta
+        .get(INCARNATION_KEY)
+        .map_err(|e| storage_error(path, e))?
+        .map(|v| v.value()))
+}
+
+/// Whether sessions of `slot` other than `own` left locks or waits, from a
+/// read transaction: the check before [`Tables::purge_slot`] writes.
+pub(crate) fn slot_has_leftovers(store: &Store, slot: u64, own: u64) -> Result<bool> {
+    let path = store.path();
+    let read = store.begin_read()?;
+    let (first, last) = super::session::range_of(slot);
+    let holder = read
+        .open_table(HOLDER)
+        .map_err(|e| storage_error(path, e))?;
+    for entry in holder
+        .range((first, "")..)
+        .map_err(|e| storage_error(path, e))?
+    {
+        let session = entry.map_err(|e| storage_error(path, e))?.0.value().0;
+        if session > last {
+            break;
+        }
+        if session != own {
+            return Ok(true);
+        }
+    }
+    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+    for entry in queue.iter().map_err(|e| storage_error(path, e))? {
+        let (session, _) = entry.map_err(|e| storage_error(path, e))?.1.value();
+        if session != own && (first..=last).contains(&session) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether it is `ticket`'s turn to take `key`, from a read transaction.

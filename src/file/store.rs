@@ -1,11 +1,11 @@
 //! One open redb database shared between processes, and the bounded wait for
 //! its write lock.
 
-use std::fs::File;
-use std::io::Read;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,11 +15,14 @@ use redb::{
     WriteTransaction,
 };
 
-use super::backend::{Backend, Hooks, Identity};
+use super::backend::{Backend, Hooks, Identity, OpenDeadline};
 use super::committer::{Committer, Job};
+use super::create::{self, Content, HEADER_LEN};
 use super::durability::{self, Durability};
-use super::flock::{self, HeldLock, Session};
+use super::ranges::{Held, Ranges};
 use super::schema::{self, Tables};
+use super::session::Session;
+use super::trust;
 use crate::error::{Error, Result};
 use crate::value::now_nanos;
 
@@ -29,15 +32,11 @@ use crate::value::now_nanos;
 /// from starving (an attempt costs a few microseconds).
 const MAX_POLL: Duration = Duration::from_micros(250);
 
-/// The first bytes of every redb file.
-const REDB_MAGIC: &[u8] = b"redb\x1a\x0a\xa9\x0d\x0a";
-const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
-
 /// An open lock file.
 pub(crate) struct Store {
-    // Declared (so dropped) before `_member`: the database is closed before
-    // this handle stops counting as a user of the file. Replaced by a fresh
-    // handle after a failed write (see `recover`).
+    // Declared (so dropped) before the session and `_member`: the database is
+    // closed before this handle stops counting as a user of the file.
+    // Replaced by a fresh handle after a failed write (see `recover`).
     db: RwLock<Arc<Database>>,
     // Set when a write failed in the storage: the engine refuses further use
     // of that handle until the file is opened again.
@@ -47,8 +46,12 @@ pub(crate) struct Store {
     // commit have reached the file regardless.
     doubtful: Mutex<Vec<(String, u64)>>,
     path: PathBuf,
-    sidecar: PathBuf,
+    // This handle's own open of the file: the engine works on duplicates of
+    // it, and its byte-range locks (`ranges`) belong to it.
+    file: File,
     identity: Identity,
+    // The file's incarnation when it was opened (0 until it is known).
+    incarnation: AtomicU64,
     options: Options,
     // Whether opening emptied a relaxed file from an earlier boot.
     started_fresh: bool,
@@ -59,7 +62,8 @@ pub(crate) struct Store {
     commits: Mutex<u64>,
     committed: Condvar,
     session: Session,
-    _member: HeldLock,
+    _member: Held,
+    ranges: Arc<Ranges>,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,32 +81,95 @@ pub(crate) struct Options {
     pub(crate) busy_timeout: Duration,
     pub(crate) hooks: Hooks,
     pub(crate) durability: Durability,
+    /// The mode of a file this handle creates.
+    pub(crate) mode: u32,
+    /// Whether to skip the checks of who else could replace the file.
+    pub(crate) trust: bool,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `path` in multi-writer
-    /// mode, waiting at most `busy_timeout` for other processes. Runs under
-    /// the sidecar's open lock.
+    /// Opens the lock file at `path` in multi-writer mode, creating it whole
+    /// if it is missing, waiting at most the busy timeout for other processes.
     ///
-    /// The first handle to open the file (no other handle of any process has
-    /// it open) checks the whole file: redb trusts a file it closed cleanly and
-    /// may panic on one damaged since, where the check reports the damage.
-    pub(crate) fn open(path: &Path, sidecar: PathBuf, options: Options) -> Result<Arc<Store>> {
-        let (member, first) = flock::join(&sidecar, flock::USERS_LOCK)?;
+    /// The lock space is the file the path names when the open lock is taken:
+    /// if the path was replaced while this waited, it starts over with the
+    /// new file. The first handle to open the file (no other handle of any
+    /// process has it open) checks the whole file: redb trusts a file it
+    /// closed cleanly and may panic on one damaged since, where the check
+    /// reports the damage.
+    pub(crate) fn open(path: &Path, options: Options) -> Result<Arc<Store>> {
+        let start = Instant::now();
+        loop {
+            let waited = start.elapsed();
+            if waited >= options.busy_timeout {
+                return Err(Error::Busy {
+                    path: path.to_owned(),
+                    waited,
+                });
+            }
+            if !trust::check_path(path, options.trust)? {
+                // Then open what is there: this file, or another opener's.
+                create::create(path, &options)?;
+                continue;
+            }
+            if fs::metadata(path).is_ok_and(|meta| meta.permissions().readonly()) {
+                // Root may write to a file whose mode forbids it; a lock file
+                // marked read-only was meant not to change.
+                return Err(Error::ReadOnly {
+                    path: path.to_owned(),
+                });
+            }
+            let file = match open_file(path) {
+                Ok(file) => file,
+                // Removed since it was looked at: create it.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(path, "open", e)),
+            };
+            let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;
+            trust::check_opened(path, &meta, options.trust)?;
+            let identity = Identity::of_meta(&meta);
+            let ranges = Ranges::new(
+                file.try_clone().map_err(|e| Error::io(path, "open", e))?,
+                path,
+            )?;
+            let left = options.busy_timeout.saturating_sub(start.elapsed());
+            let opening = ranges.lock_open(left)?;
+            if Identity::at(path).map_err(|e| Error::io(path, "inspect", e))? != Some(identity) {
+                continue;
+            }
+            if create::classify(&file, path)? == Content::Leftover {
+                create::reset(&file, path)?;
+            }
+            let deadline = start + options.busy_timeout;
+            let store = Store::open_locked(path, file, identity, ranges, options, deadline)?;
+            drop(opening);
+            return Ok(store);
+        }
+    }
+
+    /// The rest of [`Store::open`], under the open lock.
+    fn open_locked(
+        path: &Path,
+        file: File,
+        identity: Identity,
+        ranges: Arc<Ranges>,
+        options: Options,
+        deadline: Instant,
+    ) -> Result<Arc<Store>> {
+        let (member, alone) = ranges.join()?;
         // A relaxed file from an earlier boot is emptied before it is read.
-        let started_fresh = durability::prepare(path, &sidecar, options.durability, first)?;
-        recognise(path)?;
-        flock::remove_dead_sessions(&sidecar)?;
-        let session = Session::start(&sidecar)?;
-        let (db, identity) = open_database(path, &options, first)?;
+        let started_fresh = durability::prepare(&file, path, options.durability, alone)?;
+        let session = Session::start(&ranges)?;
+        let db = open_database(&file, path, &options, alone, deadline)?;
         let store = Arc::new(Store {
             db: RwLock::new(Arc::new(db)),
             broken: AtomicBool::new(false),
             recovering: Mutex::new(()),
             doubtful: Mutex::new(Vec::new()),
             path: path.to_owned(),
-            sidecar,
+            file,
             identity,
+            incarnation: AtomicU64::new(0),
             options,
             started_fresh,
             committer: OnceLock::new(),
@@ -110,10 +177,21 @@ impl Store {
             committed: Condvar::new(),
             session,
             _member: member,
+            ranges,
         });
         let committer = Committer::start(Arc::downgrade(&store))
             .map_err(|e| Error::io(path, "start the commit thread for", e))?;
         let _ = store.committer.set(committer);
+        let incarnation = schema::check_or_init(&store)?;
+        store.incarnation.store(incarnation, Ordering::SeqCst);
+        // What earlier sessions of this slot left is theirs, and they ended.
+        let (slot, own) = (store.session.slot(), store.session.id());
+        if schema::slot_has_leftovers(&store, slot, own)? {
+            store.submit(move |_, tables| {
+                let changed = tables.purge_slot(slot, own)?;
+                Ok(((), changed))
+            })?;
+        }
         Ok(store)
     }
 
@@ -126,8 +204,11 @@ impl Store {
         f: impl FnOnce(&mut Database) -> Result<R>,
     ) -> Result<R> {
         self.check_same_file()?;
-        let (backend, _) =
-            Backend::open(&self.path, self.options.hooks.clone()).map_err(|e| self.failed(e))?;
+        // A description of its own: the engine's locks of two handles on one
+        // description would merge.
+        let file = create::reopen(&self.file, &self.path, true).map_err(|e| self.failed(e))?;
+        let backend = Backend::new(file, self.options.hooks.clone(), OpenDeadline::default())
+            .map_err(|e| self.failed(e))?;
         let mut builder = Database::builder();
         builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
         let mut db = builder
@@ -146,7 +227,36 @@ impl Store {
         } else {
             self.recover()?;
         }
-        self.db().begin_read().map_err(|e| self.failed(e))
+        let read = self.db().begin_read().map_err(|e| self.failed(e))?;
+        let expected = self.incarnation.load(Ordering::SeqCst);
+        if expected != 0 {
+            let meta = read.open_table(schema::META).map_err(|e| self.gone_or(e))?;
+            let found = schema::incarnation_in(&self.path, &meta)?;
+            if found != Some(expected) {
+                return Err(self.replaced());
+            }
+        }
+        Ok(read)
+    }
+
+    /// The file's incarnation must still be the one this handle opened; see
+    /// `schema::INCARNATION_KEY`.
+    pub(crate) fn check_incarnation(&self, found: Option<u64>) -> Result<()> {
+        let expected = self.incarnation.load(Ordering::SeqCst);
+        if expected != 0 && found != Some(expected) {
+            return Err(self.replaced());
+        }
+        Ok(())
+    }
+
+    /// A storage error, or [`Error::Replaced`] when the file was emptied
+    /// under this handle (its tables are gone).
+    fn gone_or(&self, e: impl Into<redb::Error>) -> Error {
+        let e = e.into();
+        if matches!(e, redb::Error::TableDoesNotExist(_)) {
+            return self.replaced();
+        }
+        storage_error(&self.path, e)
     }
 
     /// Notes a grant whose commit failed, then tries to settle it at once.
@@ -173,6 +283,7 @@ impl Store {
         }
         let tx = self.begin_write_within(db, deadline)?;
         let mut tables = Tables::open(&self.path, &tx)?;
+        self.check_incarnation(tables.incarnation()?)?;
         for (key, fence) in doubts.iter() {
             tables.remove_if_fence(key, *fence)?;
         }
@@ -214,10 +325,9 @@ impl Store {
         if !self.broken.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let (db, identity) = open_database(&self.path, &self.options, false)?;
-        if identity != self.identity {
-            return Err(self.replaced());
-        }
+        self.check_same_file()?;
+        let deadline = Instant::now() + self.options.busy_timeout;
+        let db = open_database(&self.file, &self.path, &self.options, false, deadline)?;
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(db);
         self.broken.store(false, Ordering::SeqCst);
         Ok(())
@@ -227,8 +337,14 @@ impl Store {
     /// was deleted or replaced, and other processes would open another file.
     fn check_same_file(&self) -> Result<()> {
         match Identity::at(&self.path) {
-            Ok(Some(now)) if now == self.identity => Ok(()),
-            Ok(_) => Err(self.replaced()),
+            Ok(Some(now)) if now == self.identity => {}
+            Ok(_) => return Err(self.replaced()),
+            Err(e) => return Err(Error::io(&self.path, "inspect", e)),
+        }
+        // Truncated below the engine's header: emptied under this handle.
+        match self.file.metadata() {
+            Ok(meta) if meta.len() < HEADER_LEN => Err(self.replaced()),
+            Ok(_) => Ok(()),
             Err(e) => Err(Error::io(&self.path, "inspect", e)),
         }
     }
@@ -248,8 +364,8 @@ impl Store {
         &self.path
     }
 
-    pub(crate) fn sidecar(&self) -> &Path {
-        &self.sidecar
+    pub(crate) fn ranges(&self) -> &Arc<Ranges> {
+        &self.ranges
     }
 
     /// Runs `op` on the lock tables in a write transaction, which it may
@@ -363,6 +479,10 @@ impl Store {
     /// Runs every operation in `tx`; whether any changed something.
     fn run_in(&self, tx: &WriteTransaction, jobs: &mut [Box<dyn Job>]) -> Result<bool, Failed> {
         let mut tables = Tables::open(&self.path, tx).map_err(|e| self.fails_all(e))?;
+        tables
+            .incarnation()
+            .and_then(|found| self.check_incarnation(found))
+            .map_err(|e| self.fails_all(e))?;
         let mut changed = false;
         for (i, job) in jobs.iter_mut().enumerate() {
             match job.run(self, &mut tables) {
@@ -448,8 +568,7 @@ impl Store {
     pub(crate) fn holder_gone(&self, session: Option<u64>) -> Result<bool> {
         match session {
             None => Ok(false),
-            Some(id) if id == self.session.id() => Ok(false),
-            Some(id) => Ok(!flock::session_alive(&self.sidecar, id)?),
+            Some(id) => self.session.ended(&self.ranges, id),
         }
     }
 
@@ -480,81 +599,62 @@ impl Store {
     }
 }
 
-/// Opens the database at `path` in multi-writer mode, waiting at most the busy
-/// timeout. `check` runs the engine's whole-file integrity check.
+/// Opens the database in `file` (the lock file at `path`) in multi-writer
+/// mode, waiting at most until `deadline` for other processes. `check` runs
+/// the engine's whole-file integrity check.
 ///
-/// redb's open waits without bound behind a process stopped inside a commit,
-/// so it runs on a helper thread that this call stops waiting for at the
-/// deadline. A late result is dropped, closing the database.
-fn open_database(path: &Path, options: &Options, check: bool) -> Result<(Database, Identity)> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let owned = path.to_owned();
-    let hooks = options.hooks.clone();
-    let cache_size = options.cache_size;
-    thread::Builder::new()
-        .name("hostlock-open".into())
-        .spawn(move || {
-            let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-                let (backend, identity) = Backend::open(&owned, hooks)?;
-                let mut builder = Database::builder();
-                builder
-                    .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                    .set_cache_size(cache_size)
-                    .set_check_integrity_on_open(check);
-                builder
-                    .create_with_backend(backend)
-                    .map(|db| (db, identity))
-            }));
-            let _ = tx.send(opened);
-        })
-        .map_err(|e| Error::io(path, "start a thread to open", e))?;
-    match rx.recv_timeout(options.busy_timeout) {
-        Ok(Ok(Ok(opened))) => Ok(opened),
-        Ok(Ok(Err(e))) => Err(storage_error(path, e)),
-        Ok(Err(_panic)) => Err(Error::Corrupted {
+/// redb's open waits without bound for a lock held by a process stopped
+/// inside a commit; the backend turns those waits into polls that give up at
+/// the deadline, so a busy open fails on this thread and leaves nothing
+/// running behind.
+fn open_database(
+    file: &File,
+    path: &Path,
+    options: &Options,
+    check: bool,
+    deadline: Instant,
+) -> Result<Database> {
+    let waits = OpenDeadline::until(deadline);
+    let dup = file.try_clone().map_err(|e| Error::io(path, "open", e))?;
+    let backend = Backend::new(dup, options.hooks.clone(), waits.clone())
+        .map_err(|e| storage_error(path, e))?;
+    let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut builder = Database::builder();
+        builder
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .set_cache_size(options.cache_size)
+            .set_check_integrity_on_open(check);
+        builder.create_with_backend(backend)
+    }));
+    waits.clear();
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Err(Error::Busy {
+                path: path.to_owned(),
+                waited: options.busy_timeout,
+            })
+        }
+        Ok(Err(e)) => Err(storage_error(path, e)),
+        Err(_panic) => Err(Error::Corrupted {
             path: path.to_owned(),
             detail: "the storage engine could not read it".to_owned(),
-        }),
-        Err(_) => Err(Error::Busy {
-            path: path.to_owned(),
-            waited: options.busy_timeout,
         }),
     }
 }
 
-/// Refuses a file that is not empty and does not start as a redb file, naming
-/// what it looks like instead. Opening is left to the storage engine otherwise.
-fn recognise(path: &Path) -> Result<()> {
-    let mut head = Vec::with_capacity(SQLITE_MAGIC.len());
-    match File::open(path) {
-        Ok(file) => file
-            .take(SQLITE_MAGIC.len() as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| Error::io(path, "read", e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(path, "open", e)),
-    };
-    if head.is_empty() || head.starts_with(REDB_MAGIC) {
-        return Ok(());
-    }
-    if REDB_MAGIC.starts_with(&head) {
-        return Err(Error::Corrupted {
-            path: path.to_owned(),
-            detail: format!("it is truncated to {} bytes", head.len()),
-        });
-    }
-    let found = if head.starts_with(SQLITE_MAGIC) {
-        "an SQLite database".to_owned()
-    } else {
-        format!(
-            "it starts with the bytes {:02x?}",
-            &head[..head.len().min(8)]
-        )
-    };
-    Err(Error::NotLockFile {
-        path: path.to_owned(),
-        found,
-    })
+/// Opens an existing lock file for reading and writing. Non-blocking, so
+/// that a FIFO swapped in after the path was checked cannot hang the open;
+/// never the controlling terminal.
+fn open_file(path: &Path) -> std::io::Result<File> {
+    use rustix::fs::OFlags;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)
 }
 
 /// Maps a storage engine error to ours, keeping redb's types out of the API.
@@ -589,8 +689,10 @@ pub(crate) fn storage_error(path: &Path, e: impl Into<redb::Error>) -> Error {
         },
         redb::Error::LockProtocolMismatch | redb::Error::DatabaseAlreadyOpen => Error::Storage {
             path,
-            detail: "another process has it open in an incompatible mode; every process sharing \
-                     a lock file must use the same hostlock version"
+            detail: "another process holds locks on it that this version does not expect: \
+                     a program opening it in another mode, a process of another hostlock \
+                     version (every process sharing a lock file must use the same one), or \
+                     someone with read access disrupting it on purpose"
                 .to_owned(),
         },
         redb::Error::ValueTooLarge(len) => Error::invalid(
