@@ -215,6 +215,11 @@ pub enum LeaseLost {
     /// The lock is no longer this guard's: released or force-released by
     /// someone else, or taken by another holder after it expired.
     Taken,
+    /// The locker can no longer vouch for the lock: its file was deleted,
+    /// replaced or truncated ([`Error::Replaced`]), or found damaged. The
+    /// message is the error's. Unlike a busy file or an I/O error, which a
+    /// keep-alive retries, this does not pass.
+    Broken(String),
 }
 
 impl fmt::Display for LeaseLost {
@@ -222,6 +227,7 @@ impl fmt::Display for LeaseLost {
         match self {
             LeaseLost::Expired => f.write_str("the lease expired before it was renewed"),
             LeaseLost::Taken => f.write_str("the lock was released or taken by someone else"),
+            LeaseLost::Broken(why) => write!(f, "the lock can no longer be vouched for: {why}"),
         }
     }
 }
@@ -365,7 +371,11 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
         if self.status.lock().lost.is_some() {
             return Ok(false);
         }
-        match self.locker.info(&self.key)? {
+        match self
+            .locker
+            .info(&self.key)
+            .map_err(|e| broken(&self.status, e))?
+        {
             Some(info) if info.fence == self.fence && info.state == LockState::Live => {
                 // Another handle may have renewed it with the token.
                 self.status.lock().expires_at = info.expires_at;
@@ -468,8 +478,10 @@ where
     /// with no TTL is checked instead, so that its loss (a force release) is
     /// noticed. A renewal that finds the lock taken, or comes too late,
     /// marks the lease lost and ends the thread: see [`lost`](Self::lost)
-    /// and [`wait_lost`](Self::wait_lost). Storage errors are retried at the
-    /// next interval.
+    /// and [`wait_lost`](Self::wait_lost). So does an error that will not
+    /// pass ([`LeaseLost::Broken`]: the file was replaced or is damaged);
+    /// passing ones (a busy file, an I/O error, a full disk) are retried at
+    /// the next interval, and the lease is lost once its expiry passes.
     ///
     /// Pick an interval well below the TTL (a third of it, say).
     ///
@@ -495,7 +507,7 @@ where
                         Some(ttl) => renew(&locker, &key, &token, ttl, &status),
                         None => still_held(&locker, &key, fence, &status),
                     };
-                    if matches!(kept, Ok(false)) {
+                    if matches!(kept, Ok(false)) || status.lock().lost.is_some() {
                         return;
                     }
                 }
@@ -524,7 +536,10 @@ fn renew<T>(
     }
     let now = locker.now();
     let at = expiry_after(now, ttl);
-    if locker.touch(key, token, at)? {
+    if locker
+        .touch(key, token, at)
+        .map_err(|e| broken(status, e))?
+    {
         status.renewed(at);
         return Ok(true);
     }
@@ -544,12 +559,21 @@ fn still_held<T>(
     status: &Status,
 ) -> Result<bool> {
     let held = locker
-        .info(key)?
+        .info(key)
+        .map_err(|e| broken(status, e))?
         .is_some_and(|info| info.fence == fence && info.state == LockState::Live);
     if !held {
         status.lose(LeaseLost::Taken);
     }
     Ok(held)
+}
+
+/// Passes `e` on, first marking the lease lost if the error will not pass.
+fn broken(status: &Status, e: Error) -> Error {
+    if !e.is_transient() {
+        status.lose(LeaseLost::Broken(e.to_string()));
+    }
+    e
 }
 
 impl<L: LeaseLocker<T>, T> Drop for LockGuard<'_, L, T> {

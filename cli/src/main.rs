@@ -39,6 +39,16 @@ struct Cli {
     /// The lock file.
     #[arg(long, env = "HOSTLOCK_FILE", global = true)]
     file: Option<PathBuf>,
+    /// The permissions of the lock file if this command creates it, in octal:
+    /// 600 (the default) keeps its locks to its owner, 660 shares them with
+    /// its group.
+    #[arg(long, global = true, value_parser = parse_mode)]
+    mode: Option<u32>,
+    /// Open a lock file that another local user could replace (another
+    /// user's file in /tmp, a world-writable file or directory); refused by
+    /// default, since whoever can replace it can split its locks.
+    #[arg(long, global = true)]
+    trust_path: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,6 +147,14 @@ impl Command {
     }
 }
 
+/// An octal file mode such as 600 or 0660.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o7777)
+        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 600 or 660"))
+}
+
 /// The library's key rules, checked before the file is opened.
 fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
@@ -216,6 +234,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let open = || -> Result<FileLocker<Cbor>, Failure> {
         FileLocker::builder(&path)
             .background_cleanup(false)
+            .mode(cli.mode.unwrap_or(hostlock::DEFAULT_MODE))
+            .trust_path(cli.trust_path)
             .open()
             .map_err(fail)
     };
@@ -383,6 +403,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 guard.keep_alive(interval).map_err(fail)?;
             }
             let code = supervise(&guard, &command)?;
+            if code == LEASE_LOST {
+                // Said already; the lock is not this run's to release.
+                drop(guard);
+                return Ok(code);
+            }
             match unique_window {
                 Some(window) => drop(guard.hold_for(window).map_err(fail)?),
                 None => drop(guard.unlock().map_err(fail)?),
@@ -391,6 +416,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
     }
 }
+
+/// How often `run` reads the lock while its command runs, so that a lock
+/// file deleted, replaced or truncated under it stops the command.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the command with the lock's fence and token in its environment,
 /// until it exits; stops it with SIGTERM if the lease is lost.
@@ -409,12 +438,18 @@ fn supervise(
         .spawn()
         .map_err(|e| Failure::new(FAILED, format!("cannot run {program:?}: {e}")))?;
     let mut lost = None;
+    let mut checked = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child
             .try_wait()
             .map_err(|e| Failure::new(FAILED, format!("cannot wait for {program:?}: {e}")))?
         {
             break status;
+        }
+        if checked.elapsed() >= CHECK_EVERY {
+            // A loss it finds shows in `lost()`; a busy file is looked at again.
+            let _ = guard.check();
+            checked = std::time::Instant::now();
         }
         if lost.is_none()
             && let Some(why) = guard.lost()

@@ -308,3 +308,81 @@ fn check_and_compact() {
     );
     assert_eq!(env.json(&["get", "k", "--json"])["value"], "kept");
 }
+
+/// One file, two paths: a run through a hard link or a symlink sees the lock
+/// a run through the file's own path holds.
+#[test]
+fn a_hard_link_or_symlink_to_the_file_shares_its_locks() {
+    let env = Env::new();
+    let mut holder = spawn_holder(&env, &["run", "k", "--", "sleep", "30"]);
+    eventually("the run holds the key", || held(&env, "k"));
+    let hard = env.dir.path().join("hard.redb");
+    let soft = env.dir.path().join("soft.redb");
+    std::fs::hard_link(&env.file, &hard).unwrap();
+    std::os::unix::fs::symlink(&env.file, &soft).unwrap();
+    for other in [&hard, &soft] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostlock"))
+            .arg("--file")
+            .arg(other)
+            .args(["run", "k", "--no-wait", "--", "true"])
+            .output()
+            .unwrap();
+        fails(&out, BUSY, "\"k\"");
+    }
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // Nothing but the file and its two names.
+    assert_eq!(std::fs::read_dir(env.dir.path()).unwrap().count(), 3);
+}
+
+/// A lock file deleted or replaced under `run` stops its command: another
+/// process opening the path gets another lock space.
+#[test]
+fn run_stops_the_command_when_the_file_is_replaced() {
+    for replace in ["delete", "rename"] {
+        let env = Env::new();
+        let started = Instant::now();
+        let holder = env
+            .command(&["run", "job", "--", "sleep", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        eventually("the run holds the key", || held(&env, "job"));
+        match replace {
+            "delete" => std::fs::remove_file(&env.file).unwrap(),
+            _ => {
+                let other = env.dir.path().join("other.redb");
+                let out = Command::new(env!("CARGO_BIN_EXE_hostlock"))
+                    .arg("--file")
+                    .arg(&other)
+                    .args(["acquire", "x"])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", stderr(&out));
+                std::fs::rename(&other, &env.file).unwrap();
+            }
+        }
+        let replaced = Instant::now();
+        let out = holder.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(LEASE_LOST), "{replace}");
+        assert!(stderr(&out).contains("replaced"), "{}", stderr(&out));
+        eprintln!(
+            "{replace}: stopped {:?} after the change ({:?} in all)",
+            replaced.elapsed(),
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn mode_sets_the_permissions_of_a_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["--mode", "660", "acquire", "k"]);
+    let mode = std::fs::metadata(&env.file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660);
+    let out = env.run(&["--mode", "9x", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("octal"), "{}", stderr(&out));
+}
