@@ -7,6 +7,8 @@ use std::path::Path;
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
+use super::store::Options;
+
 use crate::error::{Error, Result};
 
 /// How far a change is on disk when the call that made it returns; set with
@@ -69,18 +71,14 @@ pub(crate) fn boot_id() -> Result<String> {
 /// If relaxed commits were made in an earlier boot, the file may be torn:
 /// the first opener (`alone`) empties it, and the call returns `true`. Then,
 /// for a relaxed opener, records this boot.
-pub(crate) fn prepare(
-    file: &File,
-    path: &Path,
-    durability: Durability,
-    alone: bool,
-) -> Result<bool> {
+pub(crate) fn prepare(file: &File, path: &Path, options: &Options, alone: bool) -> Result<bool> {
+    let durability = options.durability;
     let mut emptied = false;
     let mut current = false;
     if let Some(recorded) = recorded(file, path)? {
         let now = boot_id()?;
         if recorded != now && alone {
-            super::create::reset(file, path)?;
+            super::create::lay_out_in_place(file, path, options)?;
             forget(file, path)?;
             emptied = true;
         } else if recorded == now {
@@ -146,25 +144,37 @@ mod tests {
         record(file, path, "00000000-0000-0000-0000-000000000000")
     }
 
+    fn options(durability: Durability) -> Options {
+        Options {
+            cache_size: 1 << 20,
+            busy_timeout: std::time::Duration::from_secs(1),
+            hooks: Default::default(),
+            durability,
+            mode: 0o600,
+            trust: false,
+        }
+    }
+
     #[test]
     fn a_relaxed_file_from_another_boot_is_emptied_by_its_first_opener() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locks.redb");
         fs::write(&path, b"whatever the last boot left").unwrap();
         let file = File::options().read(true).write(true).open(&path).unwrap();
+        let (relaxed, immediate) = (options(Durability::Relaxed), options(Durability::Immediate));
 
         // Relaxed in this boot: recorded, nothing emptied.
-        assert!(!prepare(&file, &path, Durability::Relaxed, true).unwrap());
+        assert!(!prepare(&file, &path, &relaxed, true).unwrap());
         assert_eq!(recorded(&file, &path).unwrap(), Some(boot_id().unwrap()));
-        assert!(!prepare(&file, &path, Durability::Immediate, true).unwrap());
+        assert!(!prepare(&file, &path, &immediate, true).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().len(), 27);
 
-        // Another boot: a second opener leaves it, the first empties it.
+        // Another boot: a second opener leaves it, the first lays it out anew.
         pretend_another_boot(&file, &path).unwrap();
-        assert!(!prepare(&file, &path, Durability::Immediate, false).unwrap());
+        assert!(!prepare(&file, &path, &immediate, false).unwrap());
         assert_eq!(fs::metadata(&path).unwrap().len(), 27);
-        assert!(prepare(&file, &path, Durability::Immediate, true).unwrap());
-        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+        assert!(prepare(&file, &path, &immediate, true).unwrap());
+        assert!(fs::read(&path).unwrap().starts_with(b"redb"));
         assert_eq!(
             recorded(&file, &path).unwrap(),
             None,
@@ -172,7 +182,7 @@ mod tests {
         );
 
         pretend_another_boot(&file, &path).unwrap();
-        assert!(prepare(&file, &path, Durability::Relaxed, true).unwrap());
+        assert!(prepare(&file, &path, &relaxed, true).unwrap());
         assert_eq!(recorded(&file, &path).unwrap(), Some(boot_id().unwrap()));
     }
 }

@@ -138,7 +138,7 @@ impl Store {
                 continue;
             }
             if create::classify(&file, path)? == Content::Leftover {
-                create::reset(&file, path)?;
+                create::lay_out_in_place(&file, path, &options)?;
             }
             let deadline = start + options.busy_timeout;
             let store = Store::open_locked(path, file, identity, ranges, options, deadline)?;
@@ -158,7 +158,7 @@ impl Store {
     ) -> Result<Arc<Store>> {
         let (member, alone) = ranges.join()?;
         // A relaxed file from an earlier boot is emptied before it is read.
-        let started_fresh = durability::prepare(&file, path, options.durability, alone)?;
+        let started_fresh = durability::prepare(&file, path, &options, alone)?;
         let session = Session::start(&ranges)?;
         let db = open_database(&file, path, &options, alone, deadline)?;
         let store = Arc::new(Store {
