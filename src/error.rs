@@ -61,6 +61,13 @@ pub enum Error {
         /// The path of the read-only file.
         path: PathBuf,
     },
+    /// The locker was opened read-only
+    /// ([`FileLockerBuilder::read_only`](crate::FileLockerBuilder::read_only)),
+    /// and the call would change a lock.
+    OpenedReadOnly {
+        /// The path of the file.
+        path: PathBuf,
+    },
     /// The file exists but is not a hostlock lock file (another program's file,
     /// or random bytes).
     NotLockFile {
@@ -189,6 +196,11 @@ impl fmt::Display for Error {
             Error::ReadOnly { path } => write!(
                 f,
                 "{} is read-only; hostlock must write to its lock file, so make it writable",
+                path.display()
+            ),
+            Error::OpenedReadOnly { path } => write!(
+                f,
+                "{} was opened read-only, so this handle cannot change its locks",
                 path.display()
             ),
             Error::NotLockFile { path, found } => write!(
@@ -340,6 +352,7 @@ impl Error {
             Error::NotFound { path } => Error::NotFound { path: path.clone() },
             Error::PermissionDenied { path } => Error::PermissionDenied { path: path.clone() },
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+            Error::OpenedReadOnly { path } => Error::OpenedReadOnly { path: path.clone() },
             Error::NotLockFile { path, found } => Error::NotLockFile {
                 path: path.clone(),
                 found: found.clone(),

@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use hostlock::{Error, FileLocker, LockValue, Locker};
+use hostlock::{Error, FileLocker, InspectableLocker, LockValue, Locker};
 
 use common::{FILE, child, role, setting};
 
@@ -34,10 +34,26 @@ fn is_root() -> bool {
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
-    assert_eq!(role, "open", "unknown role");
     let path = PathBuf::from(setting(FILE));
     // The test harness has begun a line ("test child_entry ... ").
     println!();
+    if role == "look" {
+        let locker = FileLocker::<String>::builder(&path)
+            .read_only(true)
+            .open()
+            .unwrap();
+        let keys: Vec<String> = locker
+            .list(true)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        println!("listed: {}", keys.join(","));
+        let err = locker.acquire("x", LockValue::new("v".into())).unwrap_err();
+        println!("acquire: {err}");
+        return;
+    }
+    assert_eq!(role, "open", "unknown role");
     match open(&path) {
         Ok(locker) => match locker.acquire("k", LockValue::new("v".to_owned())) {
             Ok(held) => println!("opened: acquire gave {held}"),
@@ -278,4 +294,71 @@ fn a_file_replaced_while_open_is_refused() {
     let reopened = open(&path).unwrap();
     assert!(reopened.exists("z").unwrap());
     assert!(!reopened.exists("a").unwrap());
+}
+
+#[test]
+fn read_access_is_enough_to_look() {
+    let dir = shared_dir();
+    let path = dir.path().join("locks.redb");
+    let writer = FileLocker::<String>::builder(&path)
+        .mode(0o644)
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    assert!(writer.acquire("a", LockValue::new("1".into())).unwrap());
+    let before = fs::read(&path).unwrap();
+
+    // Another user who may only read the file.
+    let out = if is_root() {
+        child("look", &path)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .output()
+            .unwrap()
+    } else {
+        child("look", &path).output().unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("listed: a"), "{stdout}");
+    assert!(stdout.contains("opened read-only"), "{stdout}");
+
+    // In this process: it sees the writers' later commits, and writes nothing.
+    let reader = FileLocker::<String>::builder(&path)
+        .read_only(true)
+        .open()
+        .unwrap();
+    assert!(writer.acquire("b", LockValue::new("2".into())).unwrap());
+    assert!(reader.exists("b").unwrap());
+    assert_eq!(reader.get("a").unwrap().unwrap().value, "1");
+    assert_eq!(reader.info("b").unwrap().unwrap().value, "2");
+    let report = reader.check().unwrap();
+    assert!(!report.engine_checked && report.problems.is_empty());
+    assert_eq!(report.locks, 2);
+    for err in [
+        reader.acquire("c", LockValue::new("3".into())).unwrap_err(),
+        reader.release("a").unwrap_err(),
+        reader.compact().unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::OpenedReadOnly { .. }), "{err:?}");
+    }
+    drop(writer);
+    let after_writer = fs::read(&path).unwrap();
+    assert_ne!(before, after_writer);
+    drop(reader);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        after_writer,
+        "the reader wrote nothing"
+    );
+    let missing = FileLocker::<String>::builder(dir.path().join("missing.redb"))
+        .read_only(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
+    assert!(!dir.path().join("missing.redb").exists());
 }

@@ -231,13 +231,21 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         return Err(invalid("no such lock file".to_owned()));
     }
     let fail = |e| failed(&path, e);
-    let open = || -> Result<FileLocker<Cbor>, Failure> {
+    let builder = || {
         FileLocker::builder(&path)
             .background_cleanup(false)
             .mode(cli.mode.unwrap_or(hostlock::DEFAULT_MODE))
             .trust_path(cli.trust_path)
-            .open()
-            .map_err(fail)
+    };
+    let open = || -> Result<FileLocker<Cbor>, Failure> { builder().open().map_err(fail) };
+    // The commands that only look work with read access alone.
+    let open_to_look = || -> Result<FileLocker<Cbor>, Failure> {
+        match builder().open() {
+            Err(hostlock::Error::PermissionDenied { .. } | hostlock::Error::ReadOnly { .. }) => {
+                builder().read_only(true).open().map_err(fail)
+            }
+            opened => opened.map_err(fail),
+        }
     };
     let out = &mut std::io::stdout().lock();
     let print = |out: &mut dyn Write, text: String| {
@@ -248,7 +256,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         |key: &str| Failure::new(NOT_HELD, format!("{key:?} is not held with that token"));
     match cli.command {
         Command::List { all, json } => {
-            let locks = open()?.list(all).map_err(fail)?;
+            let locks = open_to_look()?.list(all).map_err(fail)?;
             if json {
                 let array: Vec<_> = locks.iter().map(render::lock_json).collect();
                 print(out, serde_json::Value::Array(array).to_string())?;
@@ -258,7 +266,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Get { key, json } => {
-            let Some(info) = open()?.info(&key).map_err(fail)? else {
+            let Some(info) = open_to_look()?.info(&key).map_err(fail)? else {
                 let message = format!("no lock {key:?} in {}", path.display());
                 return Err(Failure::new(NOT_HELD, message));
             };
@@ -355,7 +363,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Check => {
-            let report = open()?.check().map_err(fail)?;
+            let report = open_to_look()?.check().map_err(fail)?;
+            if !report.engine_checked {
+                print(
+                    out,
+                    "read-only: the storage engine's page check needs write access; \
+                     checked the locks and indexes only"
+                        .to_owned(),
+                )?;
+            }
             if report.repaired {
                 print(out, "repaired damage the storage engine found".to_owned())?;
             }

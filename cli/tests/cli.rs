@@ -386,3 +386,23 @@ fn mode_sets_the_permissions_of_a_new_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("octal"), "{}", stderr(&out));
 }
+
+/// `list`, `get` and `check` need only read access: a file marked read-only
+/// (or another user's) is looked at read-only, and nothing is written.
+#[test]
+fn looking_needs_only_read_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.ok(&["acquire", "k", "--value", "\"v\""]);
+    std::fs::set_permissions(&env.file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let before = std::fs::read(&env.file).unwrap();
+    assert_eq!(env.json(&["list", "--json"])[0]["key"], "k");
+    assert_eq!(env.json(&["get", "k", "--json"])["value"], "v");
+    let checked = env.ok(&["check"]);
+    assert!(
+        checked.contains("read-only") && checked.contains("ok: 1 locks"),
+        "{checked}"
+    );
+    fails(&env.run(&["acquire", "j"]), 1, "read-only");
+    assert_eq!(std::fs::read(&env.file).unwrap(), before);
+}

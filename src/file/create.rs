@@ -341,6 +341,7 @@ mod tests {
             durability: super::super::Durability::Immediate,
             mode: 0o600,
             trust: false,
+            read_only: false,
         };
         lay_out_in_place(&file, &path, &options).unwrap();
         assert!(!marked(&file, &path).unwrap(), "unmarked once laid out");

@@ -91,6 +91,15 @@ pub(crate) fn prepare(file: &File, path: &Path, options: &Options, alone: bool) 
     Ok(emptied)
 }
 
+/// Whether the file records relaxed commits of an earlier boot: a reader
+/// must not trust it until a writer has laid it out anew.
+pub(crate) fn from_another_boot(file: &File, path: &Path) -> Result<bool> {
+    match recorded(file, path)? {
+        Some(recorded) => Ok(recorded != boot_id()?),
+        None => Ok(false),
+    }
+}
+
 /// The boot recorded on the file; none where the file system keeps no
 /// extended attributes (then no relaxed opener can have used it).
 fn recorded(file: &File, path: &Path) -> Result<Option<String>> {
@@ -152,6 +161,7 @@ mod tests {
             durability,
             mode: 0o600,
             trust: false,
+            read_only: false,
         }
     }
 

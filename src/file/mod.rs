@@ -149,6 +149,7 @@ impl<T: Serialize + DeserializeOwned> FileLocker<T> {
             durability: Durability::Immediate,
             mode: DEFAULT_MODE,
             trust: false,
+            read_only: false,
             value: PhantomData,
         }
     }
@@ -165,6 +166,10 @@ pub struct IntegrityReport {
     /// What is wrong with hostlock's own tables (records that do not
     /// decode, index entries without their lock); empty if nothing.
     pub problems: Vec<String>,
+    /// Whether the storage engine verified every page's checksum. A handle
+    /// opened [read-only](FileLockerBuilder::read_only) cannot run the
+    /// engine's check (it may repair), so it checks hostlock's tables only.
+    pub engine_checked: bool,
 }
 
 impl<T> FileLocker<T> {
@@ -178,16 +183,19 @@ impl<T> FileLocker<T> {
     /// storage error.
     pub fn check(&self) -> Result<IntegrityReport> {
         let path = self.path();
-        let repaired = self.store().with_own_handle(|db| {
-            db.check_integrity()
-                .map(|passed| !passed)
-                .map_err(|e| storage_error(path, e))
-        })?;
+        let engine_checked = !self.store().read_only();
+        let repaired = engine_checked
+            && self.store().with_own_handle(|db| {
+                db.check_integrity()
+                    .map(|passed| !passed)
+                    .map_err(|e| storage_error(path, e))
+            })?;
         let (locks, problems) = schema::audit(self.store())?;
         Ok(IntegrityReport {
             locks,
             repaired,
             problems,
+            engine_checked,
         })
     }
 
@@ -539,6 +547,7 @@ pub struct FileLockerBuilder<T> {
     durability: Durability,
     mode: u32,
     trust: bool,
+    read_only: bool,
     value: PhantomData<fn() -> T>,
 }
 
@@ -554,6 +563,7 @@ impl<T> fmt::Debug for FileLockerBuilder<T> {
             .field("durability", &self.durability)
             .field("mode", &format_args!("{:04o}", self.mode))
             .field("trust_path", &self.trust)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -664,6 +674,18 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
         self
     }
 
+    /// Opens an existing file for reading only (default: `false`): for a
+    /// process that may read the lock file but not write it, or that must not
+    /// change it. `exists`, `get`, `info`, `list` and [`FileLocker::check`]
+    /// work and see every process's commits; every call that would change a
+    /// lock fails with [`Error::OpenedReadOnly`], and no cleanup thread runs.
+    /// Such a handle creates, lays out and locks nothing, and needs only read
+    /// access to the file. A missing file is [`Error::NotFound`].
+    pub fn read_only(mut self, read_only: bool) -> FileLockerBuilder<T> {
+        self.read_only = read_only;
+        self
+    }
+
     /// Makes the file's storage fail on demand (see [`Faults`](crate::Faults)),
     /// to test how a program copes with a full disk or a failing device.
     /// Available with the `fault-injection` feature.
@@ -721,9 +743,10 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
             durability: self.durability,
             mode: self.mode,
             trust: self.trust,
+            read_only: self.read_only,
         };
         let store = Store::open(&path, options)?;
-        let sweeper = if self.background_cleanup {
+        let sweeper = if self.background_cleanup && !self.read_only {
             Some(Sweeper::spawn(
                 Arc::clone(&store),
                 Arc::clone(&self.clock),

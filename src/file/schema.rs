@@ -83,7 +83,7 @@ pub(crate) fn check_or_init(store: &Store) -> Result<u64> {
     check_format(store)
 }
 
-fn check_format(store: &Store) -> Result<u64> {
+pub(crate) fn check_format(store: &Store) -> Result<u64> {
     let path = store.path();
     let read = store.begin_read()?;
     let meta = read.open_table(META).map_err(|e| storage_error(path, e))?;

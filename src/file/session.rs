@@ -51,12 +51,17 @@ impl Session {
         if id == self.id {
             return Ok(false);
         }
-        let slot = id >> GENERATION_BITS;
+        let slot = slot_of(id);
         if slot == self.slot() {
             return Ok(true);
         }
         Ok(!ranges.slot_in_use(slot)?)
     }
+}
+
+/// The slot of the session `id`.
+pub(crate) fn slot_of(id: u64) -> u64 {
+    id >> GENERATION_BITS
 }
 
 /// The first and last session ids of `slot`.

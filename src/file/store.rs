@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use redb::{
-    ConcurrencyMode, Database, ReadTransaction, ReadableDatabase, TransactionError,
-    WriteTransaction,
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    TransactionError, WriteTransaction,
 };
 
 use super::backend::{Backend, Hooks, Identity, OpenDeadline};
@@ -37,7 +37,7 @@ pub(crate) struct Store {
     // Declared (so dropped) before the session and `_member`: the database is
     // closed before this handle stops counting as a user of the file.
     // Replaced by a fresh handle after a failed write (see `recover`).
-    db: RwLock<Arc<Database>>,
+    db: RwLock<Arc<Engine>>,
     // Set when a write failed in the storage: the engine refuses further use
     // of that handle until the file is opened again.
     broken: AtomicBool,
@@ -61,9 +61,26 @@ pub(crate) struct Store {
     // Counts this handle's commits; waiters for a key wake when it moves.
     commits: Mutex<u64>,
     committed: Condvar,
-    session: Session,
-    _member: Held,
+    // None for a read-only handle, which binds nothing and is no member.
+    session: Option<Session>,
+    _member: Option<Held>,
     ranges: Arc<Ranges>,
+}
+
+/// The storage engine's handle: a writer, or a reader of a file this
+/// process opened read-only.
+enum Engine {
+    Writer(Database),
+    Reader(ReadOnlyDatabase),
+}
+
+impl Engine {
+    fn begin_read(&self) -> Result<ReadTransaction, TransactionError> {
+        match self {
+            Engine::Writer(db) => db.begin_read(),
+            Engine::Reader(db) => db.begin_read(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -85,6 +102,8 @@ pub(crate) struct Options {
     pub(crate) mode: u32,
     /// Whether to skip the checks of who else could replace the file.
     pub(crate) trust: bool,
+    /// Whether to open an existing file for reading only.
+    pub(crate) read_only: bool,
 }
 
 impl Store {
@@ -108,9 +127,17 @@ impl Store {
                 });
             }
             if !trust::check_path(path, options.trust)? {
+                if options.read_only {
+                    return Err(Error::NotFound {
+                        path: path.to_owned(),
+                    });
+                }
                 // Then open what is there: this file, or another opener's.
                 create::create(path, &options)?;
                 continue;
+            }
+            if options.read_only {
+                return Store::open_read_only(path, options);
             }
             if fs::metadata(path).is_ok_and(|meta| meta.permissions().readonly()) {
                 // Root may write to a file whose mode forbids it; a lock file
@@ -147,6 +174,71 @@ impl Store {
         }
     }
 
+    /// Opens an existing file for reading only: it takes no lock that needs
+    /// write access, creates and lays out nothing, and joins no session.
+    fn open_read_only(path: &Path, options: Options) -> Result<Arc<Store>> {
+        use rustix::fs::OFlags;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+            .open(path)
+            .map_err(|e| Error::io(path, "open", e))?;
+        let meta = file.metadata().map_err(|e| Error::io(path, "inspect", e))?;
+        trust::check_opened(path, &meta, options.trust)?;
+        if create::classify(&file, path)? == Content::Leftover {
+            return Err(Error::NotLockFile {
+                path: path.to_owned(),
+                found: "an empty file that no writer has laid out yet".to_owned(),
+            });
+        }
+        if durability::from_another_boot(&file, path)? {
+            return Err(Error::Storage {
+                path: path.to_owned(),
+                detail: "its relaxed commits are from an earlier boot and may be torn; a \
+                         handle that can write must open it first"
+                    .to_owned(),
+            });
+        }
+        let ranges = Ranges::new(
+            file.try_clone().map_err(|e| Error::io(path, "open", e))?,
+            path,
+        )?;
+        let deadline = Instant::now() + options.busy_timeout;
+        let db = open_reader(&file, path, &options, deadline)?;
+        let store = Arc::new(Store {
+            db: RwLock::new(Arc::new(Engine::Reader(db))),
+            broken: AtomicBool::new(false),
+            recovering: Mutex::new(()),
+            doubtful: Mutex::new(Vec::new()),
+            path: path.to_owned(),
+            identity: Identity::of_meta(&meta),
+            file,
+            incarnation: AtomicU64::new(0),
+            options,
+            started_fresh: false,
+            committer: OnceLock::new(),
+            commits: Mutex::new(0),
+            committed: Condvar::new(),
+            session: None,
+            _member: None,
+            ranges,
+        });
+        let incarnation = schema::check_format(&store)?;
+        store.incarnation.store(incarnation, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// Whether this handle was opened read-only.
+    pub(crate) fn read_only(&self) -> bool {
+        self.options.read_only
+    }
+
+    fn refuse_write(&self) -> Error {
+        Error::OpenedReadOnly {
+            path: self.path.clone(),
+        }
+    }
+
     /// The rest of [`Store::open`], under the open lock.
     fn open_locked(
         path: &Path,
@@ -162,7 +254,7 @@ impl Store {
         let session = Session::start(&ranges)?;
         let db = open_database(&file, path, &options, alone, deadline)?;
         let store = Arc::new(Store {
-            db: RwLock::new(Arc::new(db)),
+            db: RwLock::new(Arc::new(Engine::Writer(db))),
             broken: AtomicBool::new(false),
             recovering: Mutex::new(()),
             doubtful: Mutex::new(Vec::new()),
@@ -175,8 +267,8 @@ impl Store {
             committer: OnceLock::new(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
-            session,
-            _member: member,
+            session: Some(session),
+            _member: Some(member),
             ranges,
         });
         let committer = Committer::start(Arc::downgrade(&store))
@@ -185,7 +277,10 @@ impl Store {
         let incarnation = schema::check_or_init(&store)?;
         store.incarnation.store(incarnation, Ordering::SeqCst);
         // What earlier sessions of this slot left is theirs, and they ended.
-        let (slot, own) = (store.session.slot(), store.session.id());
+        let (slot, own) = match &store.session {
+            Some(session) => (session.slot(), session.id()),
+            None => return Ok(store),
+        };
         if schema::slot_has_leftovers(&store, slot, own)? {
             store.submit(move |_, tables| {
                 let changed = tables.purge_slot(slot, own)?;
@@ -203,6 +298,9 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Database) -> Result<R>,
     ) -> Result<R> {
+        if self.read_only() {
+            return Err(self.refuse_write());
+        }
         self.check_same_file()?;
         // A description of its own: the engine's locks of two handles on one
         // description would merge.
@@ -294,7 +392,7 @@ impl Store {
         Ok(())
     }
 
-    fn db(&self) -> Arc<Database> {
+    fn db(&self) -> Arc<Engine> {
         Arc::clone(&self.db.read().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -327,7 +425,22 @@ impl Store {
         }
         self.check_same_file()?;
         let deadline = Instant::now() + self.options.busy_timeout;
-        let db = open_database(&self.file, &self.path, &self.options, false, deadline)?;
+        let db = if self.read_only() {
+            Engine::Reader(open_reader(
+                &self.file,
+                &self.path,
+                &self.options,
+                deadline,
+            )?)
+        } else {
+            Engine::Writer(open_database(
+                &self.file,
+                &self.path,
+                &self.options,
+                false,
+                deadline,
+            )?)
+        };
         *self.db.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(db);
         self.broken.store(false, Ordering::SeqCst);
         Ok(())
@@ -380,6 +493,9 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
+        if self.read_only() {
+            return Err(self.refuse_write());
+        }
         match self.committer.get() {
             Some(committer) => committer.submit(self, &self.path, self.options.busy_timeout, op),
             None => Err(Error::Storage {
@@ -400,7 +516,10 @@ impl Store {
         if let Err(e) = self.recover() {
             return everyone(batch, &e, finished);
         }
-        let db = self.db();
+        let engine = self.db();
+        let Engine::Writer(db) = &*engine else {
+            return everyone(batch, &self.refuse_write(), finished);
+        };
         // Wait for the write lock until the earliest caller's deadline; the
         // callers whose deadline passed get Busy, the others wait on.
         let tx = loop {
@@ -418,13 +537,13 @@ impl Store {
             let Some(deadline) = batch.iter().map(|job| job.deadline()).min() else {
                 return finished;
             };
-            if let Err(e) = self.settle(&db, deadline) {
+            if let Err(e) = self.settle(db, deadline) {
                 if !matches!(e, Error::Busy { .. }) {
                     return everyone(batch, &e, finished);
                 }
                 continue;
             }
-            match self.begin_write_within(&db, deadline) {
+            match self.begin_write_within(db, deadline) {
                 Ok(tx) => break tx,
                 Err(Error::Busy { .. }) => {}
                 Err(e) => return everyone(batch, &e, finished),
@@ -442,7 +561,7 @@ impl Store {
             let current = match tx.take() {
                 Some(tx) => tx,
                 None => {
-                    match self.begin_write_within(&db, Instant::now() + self.options.busy_timeout) {
+                    match self.begin_write_within(db, Instant::now() + self.options.busy_timeout) {
                         Ok(tx) => tx,
                         Err(e) => return everyone(taken, &e, finished),
                     }
@@ -560,7 +679,8 @@ impl Store {
 
     /// This handle's session: locks bound to it count while it is open.
     pub(crate) fn session(&self) -> u64 {
-        self.session.id()
+        // A read-only handle never writes, so never binds a lock.
+        self.session.as_ref().map_or(0, Session::id)
     }
 
     /// Whether the holder of a lock bound to `session` is gone: its locker
@@ -568,7 +688,10 @@ impl Store {
     pub(crate) fn holder_gone(&self, session: Option<u64>) -> Result<bool> {
         match session {
             None => Ok(false),
-            Some(id) => self.session.ended(&self.ranges, id),
+            Some(id) => match &self.session {
+                Some(session) => session.ended(&self.ranges, id),
+                None => Ok(!self.ranges.slot_in_use(super::session::slot_of(id))?),
+            },
         }
     }
 
@@ -629,19 +752,56 @@ fn open_database(
     waits.clear();
     match opened {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
-            if e.kind() == std::io::ErrorKind::TimedOut =>
-        {
-            Err(Error::Busy {
-                path: path.to_owned(),
-                waited: options.busy_timeout,
-            })
-        }
-        Ok(Err(e)) => Err(storage_error(path, e)),
+        Ok(Err(e)) => Err(open_error(path, options, e)),
         Err(_panic) => Err(Error::Corrupted {
             path: path.to_owned(),
             detail: "the storage engine could not read it".to_owned(),
         }),
+    }
+}
+
+/// Opens the database in `file` read-only, in multi-writer mode so that it
+/// reads what the writers of every process commit.
+fn open_reader(
+    file: &File,
+    path: &Path,
+    options: &Options,
+    deadline: Instant,
+) -> Result<ReadOnlyDatabase> {
+    let waits = OpenDeadline::until(deadline);
+    let dup = file.try_clone().map_err(|e| Error::io(path, "open", e))?;
+    let backend = Backend::new(dup, options.hooks.clone(), waits.clone())
+        .map_err(|e| storage_error(path, e))?;
+    let opened = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut builder = Database::builder();
+        builder
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .set_cache_size(options.cache_size);
+        builder.open_read_only_with_backend(backend)
+    }));
+    waits.clear();
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(open_error(path, options, e)),
+        Err(_panic) => Err(Error::Corrupted {
+            path: path.to_owned(),
+            detail: "the storage engine could not read it".to_owned(),
+        }),
+    }
+}
+
+/// Maps an error of the engine's open; a lock wait that ran out is `Busy`.
+fn open_error(path: &Path, options: &Options, e: redb::DatabaseError) -> Error {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            Error::Busy {
+                path: path.to_owned(),
+                waited: options.busy_timeout,
+            }
+        }
+        e => storage_error(path, e),
     }
 }
 
