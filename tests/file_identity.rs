@@ -299,3 +299,40 @@ fn a_creation_killed_at_any_moment_leaves_a_usable_path() {
         }
     }
 }
+
+/// An open that ends in `Busy` leaves no thread and no descriptor behind:
+/// here someone with read access holds a read lock on redb's header, which
+/// the engine must lock while it opens.
+#[test]
+fn a_busy_open_leaves_no_thread_or_descriptor_behind() {
+    use redb::StorageBackend;
+    use std::ops::Bound;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let locker = open(&path);
+    assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
+    let probe = redb::backends::FileBackend::new(fs::File::open(&path).unwrap()).unwrap();
+    assert!(
+        probe
+            .try_lock_shared_range(Bound::Included(0), Bound::Excluded(320))
+            .unwrap()
+    );
+
+    let count = |dir: &str| fs::read_dir(dir).unwrap().count();
+    let (threads, fds) = (count("/proc/self/task"), count("/proc/self/fd"));
+    for _ in 0..5 {
+        let err = FileLocker::<String>::builder(&path)
+            .background_cleanup(false)
+            .busy_timeout(Duration::from_millis(50))
+            .open()
+            .unwrap_err();
+        assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+    }
+    assert_eq!(count("/proc/self/task"), threads, "no thread left behind");
+    assert_eq!(count("/proc/self/fd"), fds, "no descriptor left behind");
+    drop(probe);
+    assert!(
+        open(&path).exists("k").unwrap(),
+        "opens once the lock is gone"
+    );
+}
