@@ -178,13 +178,14 @@ pub(crate) fn check_lock<T>(key: &str, lock: &LockValue<T>) -> Result<()> {
 ///
 /// ```text
 /// byte 0     record version (RECORD_VERSION)
-/// byte 1     flags: bit 0 = has expiry, bit 1 = has token, bit 2 = has session;
-///            other bits zero
+/// byte 1     flags: bit 0 = has expiry, bit 1 = has token, bit 2 = has session,
+///            bit 3 = has origin; other bits zero
 /// 8 bytes    fence, big-endian
 /// 8 bytes    acquired at, nanoseconds since the Unix epoch, big-endian
 /// 4 bytes    process id of the holder, big-endian
 /// 8 bytes    expiry, nanoseconds since the Unix epoch, big-endian   (if bit 0)
 /// 8 bytes    session of the holder, big-endian                      (if bit 2)
+/// 8 bytes    session of the handle that granted it, big-endian      (if bit 3)
 /// 2 bytes    token length, big-endian, then the token's UTF-8 bytes (if bit 1)
 /// the rest   the value, CBOR (RFC 8949)
 /// ```
@@ -198,6 +199,9 @@ pub(crate) struct Record<'a> {
     pub(crate) pid: u32,
     pub(crate) expires: Option<u64>,
     pub(crate) session: Option<u64>,
+    /// The session of the handle that stored the lock, bound or not: with
+    /// the fence, it tells this grant from any other.
+    pub(crate) origin: Option<u64>,
     pub(crate) token: Option<&'a str>,
     pub(crate) value: &'a [u8],
 }
@@ -206,6 +210,7 @@ pub(crate) const RECORD_VERSION: u8 = 1;
 const HAS_EXPIRY: u8 = 1;
 const HAS_TOKEN: u8 = 2;
 const HAS_SESSION: u8 = 4;
+const HAS_ORIGIN: u8 = 8;
 
 impl<'a> Record<'a> {
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -220,7 +225,8 @@ impl<'a> Record<'a> {
                 HAS_SESSION
             } else {
                 0
-            };
+            }
+            | if self.origin.is_some() { HAS_ORIGIN } else { 0 };
         out.push(RECORD_VERSION);
         out.push(flags);
         out.extend_from_slice(&self.fence.to_be_bytes());
@@ -231,6 +237,9 @@ impl<'a> Record<'a> {
         }
         if let Some(session) = self.session {
             out.extend_from_slice(&session.to_be_bytes());
+        }
+        if let Some(origin) = self.origin {
+            out.extend_from_slice(&origin.to_be_bytes());
         }
         if let Some(token) = self.token {
             // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
@@ -249,7 +258,7 @@ impl<'a> Record<'a> {
         if version != RECORD_VERSION {
             return Err(format!("unknown record version {version}"));
         }
-        if flags & !(HAS_EXPIRY | HAS_TOKEN | HAS_SESSION) != 0 {
+        if flags & !(HAS_EXPIRY | HAS_TOKEN | HAS_SESSION | HAS_ORIGIN) != 0 {
             return Err(format!("unknown record flags {flags:#04x}"));
         }
         let fence = u64::from_be_bytes(cursor.array("fence")?);
@@ -260,6 +269,9 @@ impl<'a> Record<'a> {
             .transpose()?;
         let session = (flags & HAS_SESSION != 0)
             .then(|| cursor.array("session").map(u64::from_be_bytes))
+            .transpose()?;
+        let origin = (flags & HAS_ORIGIN != 0)
+            .then(|| cursor.array("origin").map(u64::from_be_bytes))
             .transpose()?;
         let token = if flags & HAS_TOKEN != 0 {
             let len = usize::from(u16::from_be_bytes(cursor.array("token length")?));
@@ -278,6 +290,7 @@ impl<'a> Record<'a> {
             pid,
             expires,
             session,
+            origin,
             token,
             value: cursor.rest,
         })
@@ -350,6 +363,7 @@ mod tests {
             pid: 4321,
             expires,
             session,
+            origin: session.map(|s| s ^ 1),
             token,
             value,
         }

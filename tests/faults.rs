@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use hostlock::{
-    CleanableLocker, Error, Fault, Faults, FileLocker, LeaseLocker, LockValue, Locker, ManualClock,
-    RenewableLocker,
+    CleanableLocker, Error, Fault, Faults, FileLocker, InspectableLocker, LeaseLocker, LockValue,
+    Locker, ManualClock, RenewableLocker,
 };
 
 use common::{FILE, child, role, setting};
@@ -364,4 +364,38 @@ fn a_full_disk_keeps_every_granted_lock_and_none_that_failed() {
     let report = locker.check().unwrap();
     assert_eq!(report.locks, granted.len());
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// A grant whose commit failed before it reached the file gave its fence to
+/// no one, so the next grant of the key (here another handle, on the same
+/// frozen clock, with the same value) carries the same fence. The failed
+/// handle's clean-up must remove only its own grant, were it there.
+#[test]
+fn a_failed_grants_clean_up_never_removes_another_holders_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let clock = start_clock();
+    for fault in [Fault::DiskFull, Fault::Io] {
+        let faults = Faults::new();
+        let a = open_with(&path, &faults, &clock);
+        let b = reopen(&path, &clock);
+        let c = reopen(&path, &clock);
+        faults.fail_writes_after(0, fault);
+        let err = a.acquire("job", LockValue::new(1)).unwrap_err();
+        assert!(is_storage_failure(&err), "{err:?}");
+        assert!(
+            b.acquire("job", LockValue::new(1)).unwrap(),
+            "free: A's grant failed"
+        );
+        let fence = b.info("job").unwrap().unwrap().fence;
+        faults.heal();
+        // A's next call settles its failed grant first.
+        assert!(a.exists("job").unwrap(), "B's lock is still there");
+        assert!(
+            !c.acquire("job", LockValue::new(2)).unwrap(),
+            "no third holder"
+        );
+        assert_eq!(c.info("job").unwrap().unwrap().fence, fence);
+        assert!(b.release("job").unwrap());
+    }
 }

@@ -481,6 +481,7 @@ mod tests {
             pid: 0,
             expires: None,
             session: None,
+            origin: None,
             token: None,
             value,
         }

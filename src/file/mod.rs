@@ -258,7 +258,8 @@ impl<T> FileLocker<T> {
         session: Option<u64>,
         queue: Queue,
     ) -> Result<Granted> {
-        // The fence of the lock last stored, should the commit fail.
+        // The lock last stored, should the commit fail: its exact bytes, which
+        // no other grant has (they hold its fence and this handle's session).
         let attempted = Arc::new(Mutex::new(None));
         let stored = Arc::clone(&attempted);
         let owned_key = key.to_owned();
@@ -300,6 +301,7 @@ impl<T> FileLocker<T> {
                 pid: std::process::id(),
                 expires,
                 session,
+                origin: Some(store.session()),
                 token: token.as_deref(),
                 value: &value,
             };
@@ -308,16 +310,21 @@ impl<T> FileLocker<T> {
                 fence: record.fence,
                 expires_at: record.expires_at(),
             };
-            *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.fence);
+            *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.encode());
             Ok((Granted::Stored(lease), true))
         });
-        let attempted = *attempted.lock().unwrap_or_else(PoisonError::into_inner);
+        let attempted = attempted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         match (granted, attempted) {
             // A failed commit may have reached the file all the same (when
             // the last sync failed): the lock is removed before anything else
-            // is read or written through this handle.
-            (Err(e), Some(fence)) if !matches!(e, Error::Replaced { .. }) => {
-                self.store().doubt(key, fence);
+            // is read or written through this handle, if it is this very
+            // grant. A commit that failed earlier gave its fence to no one,
+            // so another grant of the key may carry the same fence.
+            (Err(e), Some(bytes)) if !matches!(e, Error::Replaced { .. }) => {
+                self.store().doubt(key, bytes);
                 Err(e)
             }
             (granted, _) => granted,

@@ -323,10 +323,10 @@ impl<'a> Tables<'a> {
         Ok(removed + left > 0)
     }
 
-    /// Removes the lock under `key` if it is the one granted with `fence`.
-    pub(crate) fn remove_if_fence(&mut self, key: &str, fence: u64) -> Result<()> {
+    /// Removes the lock under `key` if its stored bytes are `record`'s.
+    pub(crate) fn remove_if_exactly(&mut self, key: &str, record: &[u8]) -> Result<()> {
         if let Some(old) = self.get(key)?
-            && decode_record(self.path, key, &old.bytes)?.fence == fence
+            && old.bytes == record
         {
             self.remove(key, &old)?;
         }
@@ -689,6 +689,7 @@ mod tests {
             pid: 0,
             expires,
             session,
+            origin: None,
             token: None,
             value: b"v",
         }

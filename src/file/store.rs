@@ -42,9 +42,9 @@ pub(crate) struct Store {
     // of that handle until the file is opened again.
     broken: AtomicBool,
     recovering: Mutex<()>,
-    // Grants whose commit failed: (key, fence) of locks to remove should the
-    // commit have reached the file regardless.
-    doubtful: Mutex<Vec<(String, u64)>>,
+    // Grants whose commit failed: (key, the record's exact bytes) of locks to
+    // remove should the commit have reached the file regardless.
+    doubtful: Mutex<Vec<(String, Vec<u8>)>>,
     path: PathBuf,
     // This handle's own open of the file: the engine works on duplicates of
     // it, and its byte-range locks (`ranges`) belong to it.
@@ -358,13 +358,13 @@ impl Store {
     }
 
     /// Notes a grant whose commit failed, then tries to settle it at once.
-    pub(crate) fn doubt(&self, key: &str, fence: u64) {
-        self.doubts().push((key.to_owned(), fence));
+    pub(crate) fn doubt(&self, key: &str, record: Vec<u8>) {
+        self.doubts().push((key.to_owned(), record));
         // Should the storage still fail, the next call settles it.
         let _ = self.submit(|_, _| Ok(((), false)));
     }
 
-    fn doubts(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
+    fn doubts(&self) -> MutexGuard<'_, Vec<(String, Vec<u8>)>> {
         self.doubtful.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -382,8 +382,8 @@ impl Store {
         let tx = self.begin_write_within(db, deadline)?;
         let mut tables = Tables::open(&self.path, &tx)?;
         self.check_incarnation(tables.incarnation()?)?;
-        for (key, fence) in doubts.iter() {
-            tables.remove_if_fence(key, *fence)?;
+        for (key, record) in doubts.iter() {
+            tables.remove_if_exactly(key, record)?;
         }
         drop(tables);
         self.check_same_file()?;
