@@ -108,7 +108,8 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     /// Takes `key` if it is free right now.
     ///
     /// # Errors
-    /// An invalid key, or a storage error.
+    /// An invalid key, a zero TTL (a lease that would end before it began),
+    /// or a storage error.
     fn try_lock(
         &self,
         key: &str,
@@ -118,6 +119,7 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     where
         Self: Sized,
     {
+        check_ttl(ttl)?;
         let token = random_token();
         let lease = self.acquire_lease(key, value, ttl, &token, None)?;
         Ok(lease.map(|lease| LockGuard::new(self, key, token, ttl, lease)))
@@ -142,6 +144,7 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         Self: Sized,
         T: Clone,
     {
+        check_ttl(ttl)?;
         if let Some(guard) = self.try_lock(key, value.clone(), ttl)? {
             return Ok(Some(guard));
         }
@@ -186,6 +189,19 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
                 return Ok(guard);
             }
         }
+    }
+}
+
+/// Refuses a lease of zero length: it would end before it began, and a lock
+/// taken for it would hold nothing.
+fn check_ttl(ttl: Option<Duration>) -> Result<()> {
+    match ttl {
+        Some(ttl) if ttl.is_zero() => Err(Error::invalid(
+            "ttl",
+            "a lease of zero length ends before it begins; give a positive TTL, or none to \
+             hold the lock until it is released",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -347,6 +363,7 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
     /// # Errors
     /// A storage error; the lease is unchanged and may be renewed again.
     pub fn renew(&self, ttl: Duration) -> Result<bool> {
+        check_ttl(Some(ttl))?;
         renew(self.locker, &self.key, &self.token, ttl, &self.status)
     }
 
@@ -431,16 +448,29 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
 
     /// Leaves the lock held for `ttl` from now, past this guard and its
     /// process: the lock gets that expiry, is unbound from the locker's
-    /// session, and is not released when the guard goes. Returns `Ok(false)`
-    /// if the lock was no longer this guard's.
+    /// session, and is not released when the guard goes. A hold that has
+    /// ended before it could be kept (a zero `ttl`, or one shorter than the
+    /// call) releases the lock instead. Returns `Ok(false)` if the lock was no
+    /// longer this guard's.
     ///
     /// # Errors
     /// A storage error; the guard has still gone, and its lock is then
     /// released as by a drop.
     pub fn hold_for(mut self, ttl: Duration) -> Result<bool> {
         self.stop_keeper();
+        if ttl.is_zero() {
+            return self.unlock();
+        }
         let at = expiry_after(self.locker.now(), ttl);
-        self.detach(Some(at))
+        let kept = self.locker.detach(&self.key, &self.token, Some(at));
+        if matches!(kept, Ok(false)) {
+            // The hold ended before it could be kept (a window shorter than
+            // the call), or the lock is no longer this guard's: release it
+            // if it still is, so that no lock is left that nobody holds.
+            return self.unlock();
+        }
+        self.released = true;
+        kept
     }
 
     /// Leaves the lock held past this guard and its process, with its

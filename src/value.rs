@@ -154,11 +154,48 @@ pub(crate) fn check_expiry(at: SystemTime) -> Result<u64> {
         Error::invalid(
             "expiry",
             format!(
-                "{at:?} is outside the storable range (the Unix epoch to {:?})",
-                latest_expiry()
+                "{} is outside the storable range, from the Unix epoch to {}",
+                describe_time(at),
+                describe_time(latest_expiry())
             ),
         )
     })
+}
+
+/// A time as a reader wants it in a message: `2554-07-21 23:34:33 UTC`, or
+/// how far it is from the Unix epoch when it is outside the years 1970-9999.
+pub(crate) fn describe_time(at: SystemTime) -> String {
+    let secs = match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_secs(),
+        Err(before) => return format!("{} s before the Unix epoch", before.duration().as_secs()),
+    };
+    let days = secs / 86_400;
+    let (year, month, day) = civil_from_days(days);
+    if year > 9999 {
+        return format!("{secs} s after the Unix epoch (beyond the year 9999)");
+    }
+    let rest = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// days-to-civil algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Checks everything about a lock that an `acquire` takes, the same way for
@@ -350,6 +387,16 @@ pub(crate) fn decode_value<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_in_messages_are_dates() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(describe_time(at), "2023-11-14 22:13:20 UTC");
+        assert_eq!(describe_time(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert_eq!(describe_time(latest_expiry()), "2554-07-21 23:34:33 UTC");
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert!(describe_time(far).contains("beyond the year 9999"));
+    }
 
     fn record<'a>(
         expires: Option<u64>,

@@ -2,6 +2,7 @@
 //! (also in the background), report a lost lease, and wait for a key. Each
 //! test runs against every locker; time moves through a `ManualClock`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -246,6 +247,58 @@ fn keep_alive_rejects_a_zero_interval(f: Fixture<impl Subject>) {
     ));
 }
 
+/// Zero and tiny durations never leave a lock that nobody holds: a zero TTL
+/// is refused, and a hold that ends before it is kept releases the lock.
+fn zero_and_tiny_durations_leave_no_ownerless_lock(f: Fixture<impl Subject>) {
+    use hostlock::{Outcome, with_unique_window};
+    for result in [
+        f.locker
+            .try_lock("k", v("v"), Some(Duration::ZERO))
+            .map(drop),
+        f.locker
+            .try_lock_for("k", v("v"), Some(Duration::ZERO), Duration::from_millis(1))
+            .map(drop),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(hostlock::Error::InvalidArgument {
+                    argument: "ttl",
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
+    assert!(!f.locker.exists("k").unwrap(), "nothing was taken");
+    let guard = f.locker.try_lock("k", v("v"), None).unwrap().unwrap();
+    assert!(matches!(
+        guard.renew(Duration::ZERO),
+        Err(hostlock::Error::InvalidArgument { .. })
+    ));
+    assert!(
+        guard.hold_for(Duration::ZERO).unwrap(),
+        "it was the guard's"
+    );
+    assert!(!f.locker.exists("k").unwrap(), "a zero hold releases");
+
+    // A window that has passed by the time the job ends: released.
+    for window in [Duration::ZERO, Duration::from_nanos(1)] {
+        let outcome = with_unique_window(&f.locker, "w", window, |_| {
+            f.clock.advance(Duration::from_millis(1));
+        })
+        .unwrap();
+        assert_eq!(outcome, Outcome::Ran(()));
+        // Free at once (zero), or at the window's end: never held for good.
+        f.clock.advance(Duration::from_millis(1));
+        assert!(
+            !f.locker.exists("w").unwrap(),
+            "{window:?}: free after the window"
+        );
+        assert!(f.locker.try_lock("w", v("v"), None).unwrap().is_some());
+    }
+}
+
 macro_rules! suite {
     ($($locker:ident),*) => {$(
         mod $locker {
@@ -260,7 +313,8 @@ macro_rules! suite {
                 without_renewal_the_lease_expires,
                 try_lock_for_waits_for_a_release,
                 lock_waits_for_an_expiry,
-                keep_alive_rejects_a_zero_interval
+                keep_alive_rejects_a_zero_interval,
+                zero_and_tiny_durations_leave_no_ownerless_lock
             );
         }
     )*};
@@ -323,4 +377,38 @@ fn persisted_and_held_locks_outlive_their_handle() {
     f.clock.advance(61 * SEC);
     assert!(!f.locker.exists("window").unwrap());
     assert!(f.locker.exists("forever").unwrap());
+}
+
+/// A clock that moves on by a millisecond each time it is read, so a
+/// window of a microsecond has passed by the time any decision reads it.
+#[derive(Debug, Clone, Default)]
+struct Ticking(Arc<AtomicU64>);
+
+impl hostlock::Clock for Ticking {
+    fn now(&self) -> std::time::SystemTime {
+        let ms = self.0.fetch_add(1, Ordering::SeqCst);
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000) + Duration::from_millis(ms)
+    }
+}
+
+#[test]
+fn a_window_that_passed_before_it_was_kept_releases_on_every_locker() {
+    use hostlock::{Outcome, with_unique_window};
+    let dir = tempfile::tempdir().unwrap();
+    let memory = MemoryLocker::<String>::with_clock(Ticking::default());
+    let file: FileLocker<String> = FileLocker::builder(dir.path().join("locks.redb"))
+        .clock(Ticking::default())
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let window = Duration::from_micros(1);
+    let outcome = with_unique_window(&memory, "w", window, |_| ()).unwrap();
+    assert_eq!(outcome, Outcome::Ran(()));
+    assert!(
+        memory.try_lock("w", v("v"), None).unwrap().is_some(),
+        "memory"
+    );
+    let outcome = with_unique_window(&file, "w", window, |_| ()).unwrap();
+    assert_eq!(outcome, Outcome::Ran(()));
+    assert!(file.try_lock("w", v("v"), None).unwrap().is_some(), "file");
 }

@@ -21,6 +21,8 @@ use serde_json::json;
 
 /// Exit code: an error (bad input, an unusable file); the message is on stderr.
 const FAILED: u8 = 1;
+/// Exit code: a usage error, as the argument parser reports them.
+const USAGE: u8 = 2;
 /// Exit code: no such lock, or it is not held with the given token.
 const NOT_HELD: u8 = 3;
 /// Exit code: the key is held by someone else (like `flock -E`), or a
@@ -224,6 +226,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     };
     if let Some(key) = cli.command.key() {
         check_key(key).map_err(invalid)?;
+    }
+    // A lease of zero length would end before the command began.
+    if let Command::Acquire { ttl: Some(ttl), .. }
+    | Command::Run { ttl: Some(ttl), .. }
+    | Command::Renew { ttl, .. } = &cli.command
+        && duration::parse(ttl).is_ok_and(|ttl| ttl.is_zero())
+    {
+        return Err(Failure::new(
+            USAGE,
+            format!("--ttl {ttl}: a lease must be longer than zero"),
+        ));
     }
     // Only the commands that take a lock may create the file.
     let creates = matches!(cli.command, Command::Acquire { .. } | Command::Run { .. });

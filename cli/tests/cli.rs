@@ -406,3 +406,31 @@ fn looking_needs_only_read_access() {
     fails(&env.run(&["acquire", "j"]), 1, "read-only");
     assert_eq!(std::fs::read(&env.file).unwrap(), before);
 }
+
+/// A zero TTL is a usage error before anything runs or is created.
+#[test]
+fn a_zero_ttl_is_a_usage_error_before_anything_runs() {
+    let env = Env::new();
+    let marker = env.dir.path().join("ran");
+    let script = format!("touch {}", marker.display());
+    for args in [
+        &["run", "k", "--ttl", "0s", "--", "sh", "-c", script.as_str()][..],
+        &["acquire", "k", "--ttl", "0ms"],
+        &["renew", "k", "--token", "t", "--ttl", "0s"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("longer than zero"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!marker.exists(), "the command did not run");
+    assert!(!env.file.exists(), "nothing was created");
+    // A huge TTL says when the latest storable expiry is, as a date.
+    env.ok(&["acquire", "k"]);
+    let out = env.run(&["renew", "k", "--token", "t", "--ttl", "99999999999d"]);
+    assert!(stderr(&out).contains("2554-07-21"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("tv_sec"), "{}", stderr(&out));
+}
