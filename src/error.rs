@@ -163,6 +163,13 @@ pub enum Error {
         /// The underlying error.
         source: io::Error,
     },
+    /// Code the locker runs on the caller's behalf (its [`Clock`](crate::Clock))
+    /// panicked during the call. The call changed nothing; the locker goes on
+    /// serving other calls.
+    Panicked {
+        /// What the panic said.
+        detail: String,
+    },
     /// The storage engine reported an error not covered by a more specific variant.
     Storage {
         /// The path of the file.
@@ -282,6 +289,12 @@ impl fmt::Display for Error {
             }
             Error::Storage { path, detail } => {
                 write!(f, "storage error in {}: {detail}", path.display())
+            }
+            Error::Panicked { detail } => {
+                write!(
+                    f,
+                    "the locker's clock (or other callback) panicked: {detail}"
+                )
             }
         }
     }
@@ -409,6 +422,9 @@ impl Error {
             },
             Error::Storage { path, detail } => Error::Storage {
                 path: path.clone(),
+                detail: detail.clone(),
+            },
+            Error::Panicked { detail } => Error::Panicked {
                 detail: detail.clone(),
             },
         }

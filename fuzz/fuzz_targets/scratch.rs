@@ -1,16 +1,7 @@
-//! What the targets that open lock files share: a scratch directory, and
-//! LeakSanitizer's suppressions for the threads `FileLocker` starts.
-
-/// Tells LeakSanitizer to ignore the thread-local storage of threads that are
-/// exiting. `FileLocker` does not join the threads it starts (one opens the
-/// database and is given up at the busy timeout; one commits a handle's
-/// writes and ends after the handle); a leak check that runs while such a
-/// thread exits sees its thread-locals, and glibc's list of their destructors
-/// (allocated in `__cxa_thread_atexit_impl`), as leaked.
-#[unsafe(no_mangle)]
-pub extern "C" fn __lsan_default_suppressions() -> *const std::ffi::c_char {
-    c"leak:__cxa_thread_atexit_impl\nleak:std::sys::thread_local\n".as_ptr()
-}
+//! What the targets that open lock files share: a scratch directory.
+//!
+//! No LeakSanitizer suppressions: a `FileLocker` joins every thread it
+//! starts when its last handle drops.
 
 /// A new directory in memory (`/dev/shm`) where there is one, for speed.
 pub fn scratch_dir() -> tempfile::TempDir {

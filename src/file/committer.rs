@@ -10,9 +10,10 @@
 //! briefly only for callers that recent batches say are about to come back
 //! (see [`Shared::fill`]).
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, TryLockError, Weak};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
@@ -131,7 +132,15 @@ where
     F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send,
 {
     fn run(&mut self, store: &Store, tables: &mut Tables<'_>) -> Result<bool> {
-        let (result, changed) = (self.op)(store, tables)?;
+        // An operation runs the caller's code (its clock): a panic there
+        // fails that operation alone, and the batch and the thread go on.
+        let op = &mut self.op;
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| op(store, tables)));
+        let (result, changed) = ran.unwrap_or_else(|payload| {
+            Err(Error::Panicked {
+                detail: panic_message(&*payload),
+            })
+        })?;
         self.result = Some(result);
         Ok(changed)
     }
@@ -172,11 +181,38 @@ impl<R, F> Drop for Typed<R, F> {
     }
 }
 
-/// The sending end, held by the store.
+/// What a panic said, for an error message.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// The sending end, held by the store. Dropping it (with the store) stops
+/// the thread and joins it, so no thread of a closed handle touches the file.
 #[derive(Debug)]
 pub(crate) struct Committer {
-    jobs: Sender<Box<dyn Job>>,
+    jobs: Option<Sender<Box<dyn Job>>>,
     shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Disconnecting the queue wakes the thread, which then returns.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread itself may drop the last reference to the store
+            // (after its batch); it is on its way out, and cannot join itself.
+            if thread.thread().id() != thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 /// What the callers and the committer thread share.
@@ -266,10 +302,14 @@ impl Committer {
             last_batch: AtomicU64::new(0),
         });
         let thread_shared = Arc::clone(&shared);
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("hostlock-commit".into())
             .spawn(move || run(&store, &thread_shared))?;
-        Ok(Committer { jobs, shared })
+        Ok(Committer {
+            jobs: Some(jobs),
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Queues `op` and waits for its result. Waits at most `busy_timeout`
@@ -323,7 +363,8 @@ impl Committer {
             }
             return reply.wait(None).map_or_else(|| Err(closed()), answered);
         }
-        self.jobs.send(Box::new(job)).map_err(|_| closed())?;
+        let jobs = self.jobs.as_ref().ok_or_else(closed)?;
+        jobs.send(Box::new(job)).map_err(|_| closed())?;
         // The committer answers by the deadline unless the transaction has
         // begun; a little slack covers its own lateness.
         if let Some(answer) = reply.wait(Some(deadline + Duration::from_millis(50))) {
