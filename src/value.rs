@@ -117,6 +117,13 @@ pub const MAX_KEY_LEN: usize = 4096;
 /// The longest owner token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
+/// The largest value a [`FileLocker`](crate::FileLocker) stores, in bytes once
+/// encoded as CBOR: 1 MiB. A lock records who holds what, not the data itself;
+/// every write of the file copies the pages a value spans, so a value of many
+/// megabytes slows every other key's writes. A larger one is refused with
+/// [`Error::InvalidArgument`].
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+
 pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid("key", "a key must not be empty"));
@@ -368,10 +375,39 @@ impl<'a> Cursor<'a> {
 
 pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).map_err(|e| Error::Encode {
-        detail: e.to_string(),
+    ciborium::into_writer(value, &mut Limited(&mut out)).map_err(|e| match e {
+        ciborium::ser::Error::Io(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+            Error::invalid(
+                "value",
+                format!(
+                    "a lock's value is at most {MAX_VALUE_LEN} bytes once encoded (CBOR); keep \
+                 large data elsewhere and store a reference to it"
+                ),
+            )
+        }
+        other => Error::Encode {
+            detail: other.to_string(),
+        },
     })?;
     Ok(out)
+}
+
+/// The encoder's output, refused once it passes [`MAX_VALUE_LEN`], so an
+/// oversized value is never held in memory whole.
+struct Limited<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for Limited<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + data.len() > MAX_VALUE_LEN {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes a stored value; the error is the decoder's description.

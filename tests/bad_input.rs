@@ -306,3 +306,33 @@ fn damaged_pages_are_found_when_opening() {
         );
     }
 }
+
+/// A value over `MAX_VALUE_LEN` once encoded is refused before anything is
+/// written; one at the limit is stored.
+#[test]
+fn values_over_the_size_limit_are_refused() {
+    use hostlock::{LeaseLocker, MAX_VALUE_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let locker = open(&dir.path().join("v.redb")).unwrap();
+    // CBOR puts a 5-byte header before a text string of this length.
+    let fits = "x".repeat(MAX_VALUE_LEN - 5);
+    let over = "x".repeat(MAX_VALUE_LEN - 4);
+    assert!(locker.acquire("fits", LockValue::new(fits)).unwrap());
+    let err = locker
+        .acquire("over", LockValue::new(over.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "value",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1048576 bytes"), "{err}");
+    let err = locker.try_lock("over", over, None).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
+    assert!(!locker.exists("over").unwrap());
+}

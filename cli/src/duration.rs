@@ -27,16 +27,32 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(millis))
 }
 
-/// Writes a duration the way [`parse`] reads it, in its largest whole unit
-/// (seconds and up are rounded down).
+/// Writes a duration the way [`parse`] reads it, in its two largest units,
+/// the smaller rounded to the nearest: `250ms`, `42s`, `2m5s`, `2h1m`, `3d`,
+/// `2d5h`. A lease of three days seen a second later is still `3d`.
 pub(crate) fn show(duration: Duration) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3_600;
+    const DAY: u64 = 86_400;
     let secs = duration.as_secs();
+    let rounded = |unit: u64| (duration.as_secs_f64() / unit as f64).round() as u64 * unit;
+    let two = |big: u64, big_name: &str, small: u64, small_name: &str, total: u64| {
+        let (b, s) = (total / big, (total % big) / small);
+        if s == 0 {
+            format!("{b}{big_name}")
+        } else {
+            format!("{b}{big_name}{s}{small_name}")
+        }
+    };
     match secs {
         0 => format!("{}ms", duration.as_millis()),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h{}m", s / 3_600, (s % 3_600) / 60),
-        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{s}s"),
+        s if s < MINUTE => format!("{s}s"),
+        s if s < HOUR => two(MINUTE, "m", 1, "s", s),
+        s if s < DAY => match rounded(MINUTE) {
+            total if total >= DAY => "1d".to_owned(),
+            total => two(HOUR, "h", MINUTE, "m", total),
+        },
+        _ => two(DAY, "d", HOUR, "h", rounded(HOUR)),
     }
 }
 
@@ -82,5 +98,13 @@ mod tests {
         assert_eq!(show(Duration::from_secs(125)), "2m5s");
         assert_eq!(show(Duration::from_secs(7260)), "2h1m");
         assert_eq!(show(Duration::from_secs(172_800)), "2d");
+        assert_eq!(show(Duration::from_secs(3 * 86_400 - 1)), "3d");
+        assert_eq!(
+            show(Duration::from_secs(2 * 86_400 + 5 * 3_600 + 60)),
+            "2d5h"
+        );
+        assert_eq!(show(Duration::from_secs(86_400 - 10)), "1d");
+        assert_eq!(show(Duration::from_secs(3_600)), "1h");
+        assert_eq!(show(Duration::from_secs(60)), "1m");
     }
 }

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ciborium::Value as Cbor;
 use hostlock::{LockInfo, LockState};
 use serde_json::{Map, Value as Json, json};
+use unicode_width::UnicodeWidthStr;
 
 use crate::duration;
 
@@ -91,6 +92,25 @@ fn expires_in(info: &LockInfo<Cbor>, now: SystemTime) -> String {
     }
 }
 
+/// A key or value as a table cell: control characters (a newline would
+/// forge a row, an escape sequence would run on the terminal), and the
+/// characters that reorder text on screen, are written as escapes, and so is
+/// the backslash that begins them. JSON output stays exact.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let reorders = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if c.is_control() || reorders {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A table of locks, one row each, with a header.
 pub(crate) fn table(locks: &[LockInfo<Cbor>], now: SystemTime) -> String {
     let header = ["KEY", "PID", "ALIVE", "EXPIRES IN", "FENCE", "VALUE"].map(str::to_owned);
@@ -103,31 +123,37 @@ pub(crate) fn table(locks: &[LockInfo<Cbor>], now: SystemTime) -> String {
                 (_, None) => "-",
             };
             [
-                info.key.clone(),
+                escape(&info.key),
                 info.holder.pid.to_string(),
                 alive.to_owned(),
                 expires_in(info, now),
                 info.fence.to_string(),
-                to_json(&info.value).to_string(),
+                escape(&to_json(&info.value).to_string()),
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &rows {
+    columns(&header, &rows)
+}
+
+/// Rows of cells in columns as wide as their widest cell on screen (a wide
+/// character takes two columns), two spaces apart.
+fn columns(header: &[String; 6], rows: &[[String; 6]]) -> String {
+    let mut widths = header.clone().map(|h| h.width());
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(cell.width());
         }
     }
     let line = |cells: &[String; 6]| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .map(|(cell, width)| format!("{cell}{}", " ".repeat(width - cell.width())))
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
-    let mut out = line(&header);
-    for row in &rows {
+    let mut out = line(header);
+    for row in rows {
         out.push('\n');
         out.push_str(&line(row));
     }
@@ -137,6 +163,31 @@ pub(crate) fn table(locks: &[LockInfo<Cbor>], now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cells_escape_what_a_terminal_would_act_on() {
+        assert_eq!(escape("plain key"), "plain key");
+        assert_eq!(escape("a\nb"), "a\\nb");
+        assert_eq!(escape("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(escape("back\\slash"), "back\\\\slash");
+        assert_eq!(escape("evil\u{202e}txt"), "evil\\u{202e}txt");
+        assert_eq!(escape("日本"), "日本");
+    }
+
+    #[test]
+    fn wide_characters_keep_the_columns_aligned() {
+        let row = |key: &str| [key, "1", "yes", "never", "7", "null"].map(str::to_owned);
+        let header = ["KEY", "PID", "ALIVE", "EXPIRES IN", "FENCE", "VALUE"].map(str::to_owned);
+        let text = columns(&header, &[row("日本語"), row("abc")]);
+        let pid_column: Vec<usize> = text
+            .lines()
+            .map(|line| {
+                let at = line.find(['1', 'P']).unwrap();
+                line[..at].width()
+            })
+            .collect();
+        assert_eq!(pid_column, [8, 8, 8], "{text}");
+    }
 
     #[test]
     fn every_cbor_value_has_a_json_form() {

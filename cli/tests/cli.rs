@@ -434,3 +434,30 @@ fn a_zero_ttl_is_a_usage_error_before_anything_runs() {
     assert!(stderr(&out).contains("2554-07-21"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("tv_sec"), "{}", stderr(&out));
 }
+
+/// A key with a newline or an escape sequence neither forges a row nor
+/// reaches the terminal raw in `list`; `--json` keeps it exact.
+#[test]
+fn list_escapes_control_characters_in_keys() {
+    let env = Env::new();
+    let evil = "job\nforged  1  yes  never  1  null\u{1b}[2J";
+    env.ok(&["acquire", evil]);
+    env.ok(&["acquire", "ok", "--ttl", "3d"]);
+    let table = env.ok(&["list"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    assert!(table.contains("job\\nforged"), "{table}");
+    assert!(table.contains("\\u{1b}[2J"), "{table}");
+    assert!(
+        table.contains(" 3d "),
+        "a lease of three days shows as 3d: {table}"
+    );
+    let json = env.json(&["list", "--json"]);
+    let keys: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&evil), "{keys:?}");
+}
