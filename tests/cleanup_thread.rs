@@ -5,6 +5,8 @@
 //! These tests wait for a background thread, so they poll with a generous
 //! deadline; expiry itself moves only through a `ManualClock`.
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -207,4 +209,59 @@ fn a_file_locker_is_send_and_sync() {
     // Also for a value type that is neither Send nor Sync.
     shareable::<FileLocker<std::rc::Rc<String>>>();
     shareable::<FileLocker<String>>();
+}
+
+/// The child: opens the file first (so it sweeps), says so, and waits to be
+/// killed.
+#[test]
+fn child_entry() {
+    let Some(role) = common::role() else { return };
+    assert_eq!(role, "sweeper");
+    let locker: FileLocker<String> = FileLocker::builder(common::setting(common::FILE))
+        .cleanup_interval(TICK)
+        .open()
+        .unwrap();
+    println!("\nOPEN");
+    let parent = std::os::unix::process::parent_id();
+    while !common::orphaned(parent) {
+        thread::sleep(TICK);
+    }
+    drop(locker);
+}
+
+/// An elected sweeper that is stopped keeps the sweeper lock; another
+/// handle stands in once expired locks pile up past two of its intervals.
+#[test]
+fn another_handle_stands_in_for_a_stopped_sweeper() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let mut child = common::Reaped(
+        common::child("sweeper", &path)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let out = child.0.stdout.take().unwrap();
+    assert!(
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l == "OPEN"),
+        "the child opened the file"
+    );
+    let clock = ManualClock::default();
+    let locker = open(&path, &clock);
+    thread::sleep(TICK * 5);
+    common::while_stopped(child.0.id(), Duration::from_secs(60), || {
+        let soon = clock.now() + Duration::from_secs(1);
+        for i in 0..20 {
+            let lock = LockValue::new("v".to_owned()).expiring_at(soon);
+            assert!(locker.acquire(&format!("k{i}"), lock).unwrap());
+        }
+        clock.advance(Duration::from_secs(2));
+        eventually("a stand-in swept", || !stored(&locker, &clock, "k0"));
+        assert!((0..20).all(|i| !stored(&locker, &clock, &format!("k{i}"))));
+    });
 }

@@ -4,7 +4,10 @@
 //! crossbeam-channel ticker and stopped through a second channel when the
 //! last handle drops. Of all the processes (and handles) sharing a file, only
 //! the one holding the file's sweeper lock (see `ranges.rs`) sweeps; when it
-//! exits, the next tick of another elects itself.
+//! exits, the next tick of another elects itself. A sweeper that is alive but
+//! does not sweep (stopped with SIGSTOP, or hung) keeps the lock, so every
+//! other handle stands in for it: one that finds a lock expired for more
+//! than two of its intervals sweeps itself.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -46,7 +49,8 @@ impl Sweeper {
                     select! {
                         recv(stopped) -> _ => return,
                         recv(ticks) -> _ => {
-                            if let Err(e) = sweep_once(&store, clock.as_ref(), &mut elected) {
+                            let sweep = sweep_once(&store, clock.as_ref(), interval, &mut elected);
+                            if let Err(e) = sweep {
                                 report(&on_error, &e);
                             }
                         }
@@ -61,14 +65,26 @@ impl Sweeper {
     }
 }
 
-fn sweep_once(store: &Store, clock: &dyn Clock, elected: &mut Option<Held>) -> Result<()> {
+fn sweep_once(
+    store: &Store,
+    clock: &dyn Clock,
+    interval: Duration,
+    elected: &mut Option<Held>,
+) -> Result<()> {
     if elected.is_none() {
         *elected = store.ranges().try_sweeper()?;
     }
+    let now = clock.now();
     if elected.is_none() {
-        return Ok(());
+        // Stand in for a sweeper that has let expired locks pile up.
+        let overdue = now
+            .checked_sub(interval.saturating_mul(2))
+            .is_some_and(|before| store.expired_before(before).unwrap_or(false));
+        if !overdue {
+            return Ok(());
+        }
     }
-    match store.cleanup(clock.now()) {
+    match store.cleanup(now) {
         // A busy file is swept at the next tick.
         Ok(_) | Err(Error::Busy { .. }) => Ok(()),
         Err(e) => Err(e),

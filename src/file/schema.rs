@@ -445,6 +445,18 @@ impl<'a> Tables<'a> {
     }
 }
 
+/// Whether a lock that expired before `nanos` is still stored, from a read
+/// transaction: one look at the first entry of the expiry index.
+pub(crate) fn expired_before(store: &Store, nanos: u64) -> Result<bool> {
+    let path = store.path();
+    let read = store.begin_read()?;
+    let expiry = read
+        .open_table(EXPIRY)
+        .map_err(|e| storage_error(path, e))?;
+    let first = expiry.first().map_err(|e| storage_error(path, e))?;
+    Ok(first.is_some_and(|(k, _)| k.value().0 < nanos))
+}
+
 /// Whether a cleanup would find anything, from a read transaction: the
 /// cheap check made before writing. Something has expired before
 /// `now_nanos`, a session holding locks has ended by `ended`, or a queued

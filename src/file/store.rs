@@ -701,6 +701,12 @@ impl Store {
         Ok(limit < now || self.holder_gone(Some(session))?)
     }
 
+    /// Whether a lock expired before `at` is still stored, from a read
+    /// transaction.
+    pub(crate) fn expired_before(&self, at: SystemTime) -> Result<bool> {
+        schema::expired_before(self, now_nanos(at))
+    }
+
     /// Removes every lock that expired before `now` or whose holder is gone,
     /// and returns how many; also drops the queued waiters that are gone. A
     /// read transaction first checks the indexes, so a file with nothing to
