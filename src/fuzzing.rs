@@ -107,7 +107,12 @@ fn exercise(locker: &FileLocker<String>) -> bool {
     let clean =
         matches!(locker.check(), Ok(report) if !report.repaired && report.problems.is_empty());
     let keys: Vec<String> = match locker.list(true) {
-        Ok(all) => all.into_iter().take(4).map(|info| info.key).collect(),
+        Ok(all) => all
+            .into_iter()
+            .flatten()
+            .take(4)
+            .map(|info| info.key)
+            .collect(),
         Err(_) => Vec::new(),
     };
     let _ = locker.list(false);
@@ -893,9 +898,14 @@ impl Subject {
             Op::Info(key) => reply(locker.info(&keys[key]), |info| {
                 Outcome::Info(info.map(|info| Seen::of(info, keys)))
             }),
-            Op::List { include_expired } => reply(locker.list(include_expired), |all| {
-                Outcome::List(all.into_iter().map(|info| Seen::of(info, keys)).collect())
-            }),
+            Op::List { include_expired } => {
+                let all = locker
+                    .list(include_expired)
+                    .and_then(|all| all.into_iter().collect::<Result<Vec<_>>>());
+                reply(all, |all| {
+                    Outcome::List(all.into_iter().map(|info| Seen::of(info, keys)).collect())
+                })
+            }
             Op::Cleanup => reply(locker.cleanup(), Outcome::Count),
             Op::Advance(_) | Op::SetClock(_) | Op::Reopen => Ok(Outcome::Done),
         }

@@ -79,7 +79,13 @@ pub trait InspectableLocker<T>: Locker<T> {
     /// Every live lock, ordered by key; with `include_expired`, the expired
     /// entries not yet removed as well.
     ///
+    /// An entry that cannot be shown is listed as its error, in its place: a
+    /// value that does not decode as `T` ([`Error::ValueType`](crate::Error::ValueType),
+    /// say, stored by a program of another value type), or a damaged record
+    /// ([`Error::Corrupted`](crate::Error::Corrupted)). One such entry does
+    /// not hide the others.
+    ///
     /// # Errors
-    /// A storage error, or a value that does not decode as `T`.
-    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>>;
+    /// A storage error.
+    fn list(&self, include_expired: bool) -> Result<Vec<Result<LockInfo<T>>>>;
 }

@@ -298,7 +298,7 @@ impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
         Ok(self.state().locks.get(key).map(|e| e.info(key, now)))
     }
 
-    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
+    fn list(&self, include_expired: bool) -> Result<Vec<Result<LockInfo<T>>>> {
         let now = self.clock_now();
         let state = self.state();
         let mut all: Vec<LockInfo<T>> = state
@@ -308,7 +308,7 @@ impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
             .filter(|info| include_expired || info.state == LockState::Live)
             .collect();
         all.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(all)
+        Ok(all.into_iter().map(Ok).collect())
     }
 }
 

@@ -336,3 +336,82 @@ fn values_over_the_size_limit_are_refused() {
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
     assert!(!locker.exists("over").unwrap());
 }
+
+/// Writes raw bytes as the record of `key`, as damage (or another version)
+/// would leave them, with an expiry index entry naming it.
+fn plant_record(path: &Path, key: &str, bytes: &[u8]) {
+    let db = redb::Database::builder()
+        .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+        .create(path)
+        .unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let locks: redb::TableDefinition<'_, &str, &[u8]> =
+            redb::TableDefinition::new("hostlock_locks");
+        tx.open_table(locks).unwrap().insert(key, bytes).unwrap();
+        let expiry: redb::TableDefinition<'_, (u64, &str), ()> =
+            redb::TableDefinition::new("hostlock_expiry");
+        tx.open_table(expiry).unwrap().insert((1, key), ()).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// A record that does not decode, or a value of another type, breaks
+/// neither the admin calls nor `list`: they remove it, or list it as its
+/// error among the others.
+#[test]
+fn damaged_and_foreign_records_leave_the_admin_path_working() {
+    use hostlock::{CleanableLocker, InspectableLocker};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    {
+        let other: FileLocker<u64> = FileLocker::builder(&path)
+            .background_cleanup(false)
+            .open()
+            .unwrap();
+        assert!(other.acquire("number", LockValue::new(7)).unwrap());
+    }
+    let locker = open(&path).unwrap();
+    assert!(
+        locker
+            .acquire("text", LockValue::new("fine".into()))
+            .unwrap()
+    );
+    drop(locker);
+    for key in ["damaged-a", "damaged-b", "damaged-c"] {
+        plant_record(&path, key, b"\x07not a record");
+    }
+    let locker = open(&path).unwrap();
+
+    let listed = locker.list(true).unwrap();
+    assert_eq!(listed.len(), 5, "{listed:?}");
+    let shown: Vec<_> = listed.iter().flatten().map(|i| i.key.as_str()).collect();
+    assert_eq!(shown, ["text"]);
+    let errors: Vec<_> = listed.iter().filter_map(|e| e.as_ref().err()).collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, Error::ValueType { key, .. } if key == "number"))
+    );
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| matches!(e, Error::Corrupted { .. }))
+            .count(),
+        3
+    );
+
+    assert!(!locker.release("damaged-a").unwrap());
+    locker.force_release("damaged-b").unwrap();
+    // The third is found through its expiry index entry.
+    assert_eq!(locker.cleanup().unwrap(), 1);
+    let listed = locker.list(true).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let report = locker.check().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        locker
+            .acquire("damaged-a", LockValue::new("new".into()))
+            .unwrap()
+    );
+}

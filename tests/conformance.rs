@@ -152,7 +152,7 @@ impl InspectableLocker<String> for Flawed {
         self.inner.info(key)
     }
 
-    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<String>>> {
+    fn list(&self, include_expired: bool) -> Result<Vec<Result<LockInfo<String>>>> {
         self.inner.list(include_expired)
     }
 }

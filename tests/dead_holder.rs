@@ -135,7 +135,7 @@ fn a_closed_handle_frees_its_bound_locks_and_only_those() {
         .list(false)
         .unwrap()
         .into_iter()
-        .map(|i| i.key)
+        .map(|i| i.unwrap().key)
         .collect();
     assert_eq!(live, ["unbound"]);
     assert_eq!(watcher.list(true).unwrap().len(), 2);

@@ -46,7 +46,7 @@ fn child_entry() {
             .list(true)
             .unwrap()
             .into_iter()
-            .map(|i| i.key)
+            .map(|i| i.unwrap().key)
             .collect();
         println!("listed: {}", keys.join(","));
         let err = locker.acquire("x", LockValue::new("v".into())).unwrap_err();

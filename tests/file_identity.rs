@@ -31,6 +31,9 @@ fn open(path: &Path) -> FileLocker<String> {
 fn child_entry() {
     let Some(role) = common::role() else { return };
     let path = PathBuf::from(common::setting(FILE));
+    if role == "busy" {
+        return busy_opens(&path);
+    }
     let locker = FileLocker::<String>::builder(&path)
         .background_cleanup(false)
         .trust_path(true)
@@ -302,26 +305,38 @@ fn a_creation_killed_at_any_moment_leaves_a_usable_path() {
 
 /// An open that ends in `Busy` leaves no thread and no descriptor behind:
 /// here someone with read access holds a read lock on redb's header, which
-/// the engine must lock while it opens.
+/// the engine must lock while it opens. Counted in a child process of its
+/// own, where no other test starts threads or opens files meanwhile.
 #[test]
 fn a_busy_open_leaves_no_thread_or_descriptor_behind() {
-    use redb::StorageBackend;
-    use std::ops::Bound;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("locks.redb");
     let locker = open(&path);
     assert!(locker.acquire("k", LockValue::new("v".into())).unwrap());
-    let probe = redb::backends::FileBackend::new(fs::File::open(&path).unwrap()).unwrap();
+    let out = common::child("busy", &path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("BUSY OPENS LEFT NOTHING"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(locker.exists("k").unwrap());
+}
+
+/// The child of the test above.
+fn busy_opens(path: &Path) {
+    use redb::StorageBackend;
+    use std::ops::Bound;
+    let probe = redb::backends::FileBackend::new(fs::File::open(path).unwrap()).unwrap();
     assert!(
         probe
             .try_lock_shared_range(Bound::Included(0), Bound::Excluded(320))
             .unwrap()
     );
-
     let count = |dir: &str| fs::read_dir(dir).unwrap().count();
     let (threads, fds) = (count("/proc/self/task"), count("/proc/self/fd"));
     for _ in 0..5 {
-        let err = FileLocker::<String>::builder(&path)
+        let err = FileLocker::<String>::builder(path)
             .background_cleanup(false)
             .busy_timeout(Duration::from_millis(50))
             .open()
@@ -332,7 +347,8 @@ fn a_busy_open_leaves_no_thread_or_descriptor_behind() {
     assert_eq!(count("/proc/self/fd"), fds, "no descriptor left behind");
     drop(probe);
     assert!(
-        open(&path).exists("k").unwrap(),
+        open(path).exists("k").unwrap(),
         "opens once the lock is gone"
     );
+    println!("BUSY OPENS LEFT NOTHING");
 }

@@ -269,14 +269,27 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         |key: &str| Failure::new(NOT_HELD, format!("{key:?} is not held with that token"));
     match cli.command {
         Command::List { all, json } => {
-            let locks = open_to_look()?.list(all).map_err(fail)?;
+            let entries = open_to_look()?.list(all).map_err(fail)?;
+            // What cannot be shown (a damaged record) is said on stderr, and
+            // the rest is listed all the same.
+            let mut locks = Vec::with_capacity(entries.len());
+            let mut damaged = Vec::new();
+            for entry in entries {
+                match entry {
+                    Ok(info) => locks.push(info),
+                    Err(e) => damaged.push(e),
+                }
+            }
             if json {
                 let array: Vec<_> = locks.iter().map(render::lock_json).collect();
                 print(out, serde_json::Value::Array(array).to_string())?;
             } else {
                 print(out, render::table(&locks, SystemTime::now()))?;
             }
-            Ok(0)
+            for e in &damaged {
+                eprintln!("hostlock: {}", render::escape(&e.to_string()));
+            }
+            Ok(if damaged.is_empty() { 0 } else { FAILED })
         }
         Command::Get { key, json } => {
             let Some(info) = open_to_look()?.info(&key).map_err(fail)? else {

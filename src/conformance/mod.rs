@@ -214,7 +214,9 @@ impl<L: InspectableLocker<String>> Suite<L> {
     /// checks of other rows.
     pub fn inspectable(mut self) -> Suite<L> {
         self.caps.info = Some(L::info);
-        self.caps.list = Some(L::list);
+        // Every entry of the suite's own must be shown: an entry listed as
+        // its error fails the row.
+        self.caps.list = Some(|locker: &L, all| locker.list(all)?.into_iter().collect());
         self
     }
 }

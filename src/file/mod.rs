@@ -815,7 +815,7 @@ impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
             .transpose()
     }
 
-    fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<T>>> {
+    fn list(&self, include_expired: bool) -> Result<Vec<Result<LockInfo<T>>>> {
         let path = self.path();
         let now = self.clock_now();
         let read = self.store().begin_read()?;
@@ -823,9 +823,21 @@ impl<T: Serialize + DeserializeOwned> InspectableLocker<T> for FileLocker<T> {
         let mut all = Vec::new();
         for entry in locks.iter().map_err(|e| storage_error(path, e))? {
             let (key, bytes) = entry.map_err(|e| storage_error(path, e))?;
-            let info = self.info_of(key.value(), bytes.value(), now)?;
-            if include_expired || info.state == LockState::Live {
-                all.push(info);
+            let (key, bytes) = (key.value(), bytes.value());
+            // The entry's state, when its record can be read: a value that
+            // does not decode is listed (as its error) only where a lock in
+            // that state would be.
+            let state = schema::decode_record(path, key, bytes)
+                .ok()
+                .map(|record| self.state_of(&record, now))
+                .transpose()?;
+            let shown = include_expired || state.is_none_or(|s| s == LockState::Live);
+            if !shown {
+                continue;
+            }
+            match self.info_of(key, bytes, now) {
+                Err(e) if e.is_transient() => return Err(e),
+                info => all.push(info),
             }
         }
         Ok(all)
@@ -867,23 +879,30 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
     fn release(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         let key = key.to_owned();
-        self.decide(move |store, tables, now| match tables.get(&key)? {
-            Some(old) => {
-                let held = counts(store, &old, now)?;
-                tables.remove(&key, &old)?;
-                Ok((held, true))
-            }
-            None => Ok((false, false)),
-        })
+        self.decide(
+            move |store, tables, now| match tables.get_or_remove_damaged(&key)? {
+                Ok(Some(old)) => {
+                    let held = counts(store, &old, now)?;
+                    tables.remove(&key, &old)?;
+                    Ok((held, true))
+                }
+                Ok(None) => Ok((false, false)),
+                // A record that does not decode holds nothing anyone can use.
+                Err(_) => Ok((false, true)),
+            },
+        )
     }
 
     fn force_release(&self, key: &str) -> Result<()> {
         check_key(key)?;
         let key = key.to_owned();
-        self.decide(move |_, tables, _| match tables.get(&key)? {
-            Some(old) => tables.remove(&key, &old).map(|()| ((), true)),
-            None => Ok(((), false)),
-        })
+        self.decide(
+            move |_, tables, _| match tables.get_or_remove_damaged(&key)? {
+                Ok(Some(old)) => tables.remove(&key, &old).map(|()| ((), true)),
+                Ok(None) => Ok(((), false)),
+                Err(_) => Ok(((), true)),
+            },
+        )
     }
 }
 

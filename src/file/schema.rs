@@ -254,6 +254,53 @@ impl<'a> Tables<'a> {
         Ok((turn, !leaving.is_empty()))
     }
 
+    /// The entry under `key`, or, when its record does not decode, that
+    /// error with the entry removed (its index entries too, found by a scan:
+    /// damage is rare). For the calls that remove whatever is there.
+    pub(crate) fn get_or_remove_damaged(&mut self, key: &str) -> Result<Result<Option<Stored>>> {
+        match self.get(key) {
+            Err(e @ Error::Corrupted { .. }) => {
+                self.remove_damaged(key)?;
+                Ok(Err(e))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Removes the entry under `key` whatever its bytes, with every index
+    /// entry that names the key.
+    fn remove_damaged(&mut self, key: &str) -> Result<()> {
+        let path = self.path;
+        self.locks.remove(key).map_err(|e| storage_error(path, e))?;
+        let mut expiries = Vec::new();
+        for entry in self.expiry.iter().map_err(|e| storage_error(path, e))? {
+            let (k, _) = entry.map_err(|e| storage_error(path, e))?;
+            let (at, named) = k.value();
+            if named == key {
+                expiries.push(at);
+            }
+        }
+        for at in expiries {
+            self.expiry
+                .remove((at, key))
+                .map_err(|e| storage_error(path, e))?;
+        }
+        let mut sessions = Vec::new();
+        for entry in self.holder.iter().map_err(|e| storage_error(path, e))? {
+            let (k, _) = entry.map_err(|e| storage_error(path, e))?;
+            let (session, named) = k.value();
+            if named == key {
+                sessions.push(session);
+            }
+        }
+        for session in sessions {
+            self.holder
+                .remove((session, key))
+                .map_err(|e| storage_error(path, e))?;
+        }
+        Ok(())
+    }
+
     /// Removes the entry under `key` and its index entries.
     pub(crate) fn remove(&mut self, key: &str, stored: &Stored) -> Result<()> {
         if let Some(at) = stored.expires {
@@ -391,11 +438,12 @@ impl<'a> Tables<'a> {
                     keys.push(k.value().1.to_owned());
                 }
                 for key in keys {
-                    match self.get(&key)? {
-                        Some(stored) if stored.session == Some(session) => {
+                    match self.get_or_remove_damaged(&key)? {
+                        Ok(Some(stored)) if stored.session == Some(session) => {
                             self.remove(&key, &stored)?;
                             removed += 1;
                         }
+                        Err(_) => removed += 1,
                         // A damaged index: drop the entry alone.
                         _ => {
                             self.holder
@@ -434,11 +482,13 @@ impl<'a> Tables<'a> {
         for (key, at) in expired {
             // The index and the lock table change together, so the lock has
             // this expiry; checking keeps a damaged index from removing a live lock.
-            if let Some(stored) = self.get(&key)?
-                && stored.expires == Some(at)
-            {
-                self.remove_except_expiry(&key, &stored)?;
-                removed += 1;
+            match self.get_or_remove_damaged(&key)? {
+                Ok(Some(stored)) if stored.expires == Some(at) => {
+                    self.remove_except_expiry(&key, &stored)?;
+                    removed += 1;
+                }
+                Err(_) => removed += 1,
+                Ok(_) => {}
             }
         }
         Ok(removed)
