@@ -108,6 +108,16 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
 }
 
+/// Nanoseconds on the host's monotonic clock (`CLOCK_MONOTONIC`), which every
+/// process of the host shares and no one sets: the measure of waits that
+/// other processes judge, such as a waiter's limit in a lock file's queue.
+pub(crate) fn monotonic_nanos() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

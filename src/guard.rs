@@ -148,6 +148,10 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         if let Some(guard) = self.try_lock(key, value.clone(), ttl)? {
             return Ok(Some(guard));
         }
+        // Nothing to wait for: joining the queue would only hold others up.
+        if wait.is_zero() {
+            return Ok(None);
+        }
         let started = Instant::now();
         let deadline = started.checked_add(wait);
         let limit = deadline.is_some().then_some(wait);

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
@@ -49,6 +49,14 @@ impl<T> Clone for MemoryLocker<T> {
     }
 }
 
+/// A thread waiting in a key's queue.
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    ticket: u64,
+    /// When it stops counting, on the monotonic clock.
+    until: Option<Instant>,
+}
+
 struct State<T> {
     locks: HashMap<String, Entry<T>>,
     // Every entry with an expiry, ordered by it, so cleanup visits only what expired.
@@ -56,7 +64,7 @@ struct State<T> {
     // The last fence handed out, for any key.
     fence: u64,
     // The tickets of the threads waiting for each key, in arrival order.
-    queues: HashMap<String, VecDeque<u64>>,
+    queues: HashMap<String, VecDeque<Waiter>>,
     // The last ticket handed out.
     ticket: u64,
 }
@@ -101,8 +109,18 @@ impl<T> State<T> {
 
     /// Whether `ticket` (or, without one, anyone who did not queue) may take
     /// `key` now, as far as the queue goes.
-    fn turn(&self, key: &str, ticket: Option<u64>) -> bool {
-        let first = self.queues.get(key).and_then(|q| q.front().copied());
+    /// Whether it is `ticket`'s turn to take `key` (without a ticket: whether
+    /// no one waits). Waiters past their wait limit count as gone, and leave.
+    fn turn(&mut self, key: &str, ticket: Option<u64>) -> bool {
+        let Some(queue) = self.queues.get_mut(key) else {
+            return true;
+        };
+        let now = Instant::now();
+        queue.retain(|w| Some(w.ticket) == ticket || w.until.is_none_or(|until| until > now));
+        let first = queue.front().map(|w| w.ticket);
+        if queue.is_empty() {
+            self.queues.remove(key);
+        }
         first.is_none() || first == ticket
     }
 
@@ -335,7 +353,7 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         if ticket.is_some()
             && let Some(queue) = state.queues.get_mut(key)
         {
-            queue.pop_front();
+            queue.retain(|w| Some(w.ticket) != ticket);
             if queue.is_empty() {
                 state.queues.remove(key);
             }
@@ -374,18 +392,20 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         }
     }
 
-    // Threads of this process always leave the queue themselves (a ticket
-    // leaves it when dropped, also on unwinding), so no wait limit is kept.
-    fn enqueue(&self, key: &str, _max_wait: Option<Duration>) -> Result<u64> {
+    // A waiter past its wait limit (on the monotonic clock) counts as gone:
+    // one that never leaves (a ticket leaked with `mem::forget`, or a caller
+    // of `enqueue` that forgot `dequeue`) holds no one up past it.
+    fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
         check_key(key)?;
         let mut state = self.state();
         state.ticket += 1;
         let ticket = state.ticket;
+        let until = max_wait.and_then(|wait| Instant::now().checked_add(wait));
         state
             .queues
             .entry(key.to_owned())
             .or_default()
-            .push_back(ticket);
+            .push_back(Waiter { ticket, until });
         Ok(ticket)
     }
 
@@ -393,7 +413,7 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
         check_key(key)?;
         let mut state = self.state();
         if let Some(queue) = state.queues.get_mut(key) {
-            queue.retain(|&t| t != ticket);
+            queue.retain(|w| w.ticket != ticket);
             if queue.is_empty() {
                 state.queues.remove(key);
             }
@@ -409,7 +429,7 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
     }
 
     fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
-        let state = self.state();
+        let mut state = self.state();
         if state.live(key, self.clock_now()).is_none() && state.turn(key, ticket) {
             return;
         }

@@ -31,6 +31,14 @@ fn child_entry() {
         .background_cleanup(false)
         .open()
         .unwrap();
+    if role == "blocked" {
+        // Waits for "key" without a limit, and says when it has it.
+        println!("\nWAITING");
+        let guard = locker.lock("key", 0, None).unwrap();
+        println!("GOT IT");
+        drop(guard);
+        return;
+    }
     let mut log = common::shared_log();
     let pid = std::process::id();
     let cycles: usize = common::setting(CYCLES).parse().unwrap();
@@ -297,4 +305,135 @@ fn cleanup_drops_the_tickets_of_dead_waiters() {
     assert_eq!(locker.cleanup().unwrap(), 0, "no lock was removed");
     assert_eq!(locker.waiters("key").unwrap(), 0, "but the ticket was");
     assert!(holder.unlock().unwrap());
+}
+
+/// Q4: a waiter still queued past its wait limit counts as gone, also for a
+/// locker whose queue lives in memory.
+#[test]
+fn a_waiter_past_its_limit_holds_no_one_up_on_every_locker() {
+    fn check(locker: impl Subject) {
+        let ticket = locker
+            .enqueue("k", Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(
+            locker
+                .try_lock("k", "newcomer".into(), None)
+                .unwrap()
+                .is_none()
+        );
+        thread::sleep(Duration::from_millis(80));
+        let guard = locker.try_lock("k", "newcomer".into(), None).unwrap();
+        assert!(guard.is_some(), "the waiter past its limit is gone");
+        drop(guard);
+        locker.dequeue("k", ticket).unwrap();
+    }
+    check(memory().0);
+    let (file, _dir) = file();
+    check(file);
+}
+
+/// Waits are measured on the monotonic clock: moving the locker's clock
+/// forward does not end a queued waiter's wait, so a newcomer cannot jump it.
+#[test]
+fn a_clock_jump_does_not_let_a_newcomer_jump_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = hostlock::ManualClock::default();
+    let locker: FileLocker<String> = FileLocker::builder(dir.path().join("locks.redb"))
+        .clock(clock.clone())
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let ticket = locker.enqueue("k", Some(Duration::from_secs(60))).unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert!(
+        locker
+            .try_lock("k", "newcomer".into(), None)
+            .unwrap()
+            .is_none(),
+        "the waiter's minute has not passed"
+    );
+    assert!(
+        locker
+            .try_lock_for("k", "mine".into(), None, Duration::ZERO)
+            .unwrap()
+            .is_none()
+    );
+    locker.dequeue("k", ticket).unwrap();
+    assert!(
+        locker
+            .try_lock("k", "newcomer".into(), None)
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// `try_lock_for` with no time to wait does not queue: no write, and no one
+/// else is refused meanwhile.
+#[test]
+fn a_zero_wait_does_not_join_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = hostlock::Faults::new();
+    let locker: FileLocker<String> = FileLocker::builder(dir.path().join("locks.redb"))
+        .faults(faults.clone())
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let held = locker.try_lock("k", "held".into(), None).unwrap().unwrap();
+    let syncs = faults.syncs();
+    for _ in 0..5 {
+        assert!(
+            locker
+                .try_lock_for("k", "x".into(), None, Duration::ZERO)
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert_eq!(faults.syncs(), syncs, "refused without a commit");
+    assert_eq!(locker.waiters("k").unwrap(), 0);
+    drop(held);
+}
+
+/// A waiter stopped (SIGSTOP) in `lock()` with no limit keeps its place only
+/// for a grace period once its turn comes: the key does not stay blocked
+/// for as long as it is stopped.
+#[test]
+fn a_stopped_waiter_does_not_block_a_free_key() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let locker: FileLocker<u32> = FileLocker::builder(&path)
+        .background_cleanup(false)
+        .open()
+        .unwrap();
+    let held = locker.try_lock("key", 1, None).unwrap().unwrap();
+    let mut child = common::Reaped(
+        common::child("blocked", &path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    assert!(lines.by_ref().any(|l| l == "WAITING"));
+    eventually("the child is queued", || {
+        locker.waiters("key").unwrap() == 1
+    });
+    let pid = child.0.id();
+    let took = common::while_stopped(pid, Duration::from_secs(60), || {
+        drop(held);
+        let started = Instant::now();
+        let next = locker
+            .try_lock_for("key", 2, None, Duration::from_secs(20))
+            .unwrap();
+        assert!(
+            next.is_some(),
+            "served although the first waiter is stopped"
+        );
+        started.elapsed()
+    });
+    eprintln!("served {took:?} after the release, past a stopped waiter");
+    // Once it goes on, the stopped waiter is served too.
+    assert!(lines.any(|l| l == "GOT IT"));
+    child.0.wait().unwrap();
 }

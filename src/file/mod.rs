@@ -35,7 +35,7 @@ use self::cleanup::{ErrorCallback, Sweeper};
 pub use self::durability::Durability;
 use self::schema::{LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, monotonic_nanos};
 use crate::error::{Error, Result};
 use crate::guard::{Lease, LeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
@@ -274,8 +274,8 @@ impl<T> FileLocker<T> {
                 return Ok((Granted::Refused, false));
             }
             if let Queue::Respect(ticket) = queue {
-                let gone = |session, limit| store.waiter_gone(session, limit, now);
-                let (turn, dropped) = tables.take_turn(key, ticket, gone)?;
+                let gone = |session, limit| store.waiter_gone(session, limit);
+                let (turn, dropped) = tables.take_turn(key, ticket, monotonic_nanos(), gone)?;
                 if !turn {
                     return Ok((Granted::Refused, dropped));
                 }
@@ -392,15 +392,8 @@ impl<T> FileLocker<T> {
         if self.held(key)? {
             return Ok(false);
         }
-        let now = now_nanos(self.clock_now());
-        let gone = |session, limit| self.waiter_gone(session, limit, now);
-        schema::is_turn(self.store(), key, ticket, gone)
-    }
-
-    /// Whether a queued waiter has given up: its session ended, or its wait
-    /// limit (ns) passed.
-    fn waiter_gone(&self, session: u64, limit: u64, now: u64) -> Result<bool> {
-        self.store().waiter_gone(session, limit, now)
+        let gone = |session, limit| self.store().waiter_gone(session, limit);
+        schema::is_turn(self.store(), key, ticket, monotonic_nanos(), gone)
     }
 
     /// Runs `f` on the lock tables in a write transaction (which it may
@@ -480,12 +473,12 @@ impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
         check_key(key)?;
         let session = self.store().session();
         let key = key.to_owned();
-        self.decide(move |_, tables, now| {
-            let limit = max_wait
-                .and_then(|wait| expiry_nanos(expiry_after(time_from_nanos(now), wait)))
-                .unwrap_or(u64::MAX);
-            Ok((tables.enqueue(&key, session, limit)?, true))
-        })
+        // On the monotonic clock, which no one sets: a jump of the locker's
+        // clock neither ends a wait early nor lets it outlast its limit.
+        let limit = max_wait
+            .and_then(|wait| u64::try_from(wait.as_nanos()).ok())
+            .map_or(u64::MAX, |wait| monotonic_nanos().saturating_add(wait));
+        self.decide(move |_, tables, _| Ok((tables.enqueue(&key, session, limit)?, true)))
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {

@@ -8,8 +8,10 @@
 //! hostlock_locks   &str (key)   -> &[u8] a value::Record
 //! hostlock_expiry  (u64, &str)  -> ()    (expiry in ns since the epoch, key)
 //! hostlock_holder  (u64, &str)  -> ()    (session of the holder, key)
-//! hostlock_queue   (&str, u64)  -> (u64, u64)
-//!                                  (key, ticket) -> (session, wait limit in ns)
+//! hostlock_queue   (&str, u64)  -> (u64, u64, u64)
+//!                                  (key, ticket) -> (session, wait limit,
+//!                                  when its turn began), times in ns on the
+//!                                  monotonic clock (0: not begun)
 //! ```
 //!
 //! The expiry index holds exactly the locks that have an expiry, so a cleanup
@@ -33,7 +35,7 @@ pub(crate) const EXPIRY: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_expiry");
 pub(crate) const HOLDER: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_holder");
-pub(crate) const QUEUE: TableDefinition<'static, (&str, u64), (u64, u64)> =
+pub(crate) const QUEUE: TableDefinition<'static, (&str, u64), (u64, u64, u64)> =
     TableDefinition::new("hostlock_queue");
 
 /// The version of the file layout above, stored under `FORMAT_KEY`. Version 1
@@ -141,7 +143,7 @@ pub(crate) struct Tables<'a> {
     locks: Table<'a, &'static str, &'static [u8]>,
     expiry: Table<'a, (u64, &'static str), ()>,
     holder: Table<'a, (u64, &'static str), ()>,
-    queue: Table<'a, (&'static str, u64), (u64, u64)>,
+    queue: Table<'a, (&'static str, u64), (u64, u64, u64)>,
 }
 
 impl<'a> Tables<'a> {
@@ -201,7 +203,7 @@ impl<'a> Tables<'a> {
     pub(crate) fn enqueue(&mut self, key: &str, session: u64, limit: u64) -> Result<u64> {
         let ticket = self.next(TICKET_KEY, "ticket")?;
         self.queue
-            .insert((key, ticket), (session, limit))
+            .insert((key, ticket), (session, limit, 0))
             .map_err(|e| storage_error(self.path, e))?;
         Ok(ticket)
     }
@@ -224,7 +226,7 @@ impl<'a> Tables<'a> {
         let mut leaving = Vec::new();
         for entry in self.queue.iter().map_err(|e| storage_error(self.path, e))? {
             let (k, v) = entry.map_err(|e| storage_error(self.path, e))?;
-            let (session, limit) = v.value();
+            let (session, limit, _) = v.value();
             if gone(session, limit)? {
                 let (key, ticket) = k.value();
                 leaving.push((key.to_owned(), ticket));
@@ -236,22 +238,31 @@ impl<'a> Tables<'a> {
         Ok(leaving.len())
     }
 
-    /// Whether it is `ticket`'s turn to take `key` (without a ticket: whether
-    /// no one waits), removing the waiters ahead that `gone` says are gone,
-    /// and the ticket itself when it is its turn. Returns the turn and whether
-    /// anything was removed.
+    /// Whether it is `ticket`'s turn to take the free `key` (without a
+    /// ticket: whether no one waits), removing the waiters ahead that `gone`
+    /// says are gone or that let their turn pass, and the ticket itself when
+    /// it is its turn. The turn of a live waiter ahead begins now if it had
+    /// not. Returns the turn and whether anything changed.
     pub(crate) fn take_turn(
         &mut self,
         key: &str,
         ticket: Option<u64>,
+        now: u64,
         gone: impl FnMut(u64, u64) -> Result<bool>,
     ) -> Result<(bool, bool)> {
         let waiters = queued(self.path, &self.queue, key)?;
-        let (turn, leaving) = turn(&waiters, ticket, gone)?;
-        for &number in &leaving {
+        let decided = turn(&waiters, ticket, now, gone)?;
+        for &number in &decided.leaving {
             self.dequeue(key, number)?;
         }
-        Ok((turn, !leaving.is_empty()))
+        let mut changed = !decided.leaving.is_empty();
+        if let Some((number, session, limit)) = decided.begin {
+            self.queue
+                .insert((key, number), (session, limit, now.max(1)))
+                .map_err(|e| storage_error(self.path, e))?;
+            changed = true;
+        }
+        Ok((decided.turn, changed))
     }
 
     /// The entry under `key`, or, when its record does not decode, that
@@ -528,7 +539,7 @@ pub(crate) fn anything_to_clean(
     }
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
     for entry in queue.iter().map_err(|e| storage_error(path, e))? {
-        let (session, limit) = entry.map_err(|e| storage_error(path, e))?.1.value();
+        let (session, limit, _) = entry.map_err(|e| storage_error(path, e))?.1.value();
         if waiter_gone(session, limit)? {
             return Ok(true);
         }
@@ -565,47 +576,93 @@ pub(crate) fn decode_record<'b>(path: &Path, key: &str, bytes: &'b [u8]) -> Resu
     })
 }
 
-/// The waiters queued for `key`: (ticket, session, wait limit), in order.
+/// How long a live waiter whose turn has come may take to claim it before it
+/// passes to the next: a waiter stopped (SIGSTOP) or hung in its wait holds
+/// the others up this long at most. A waiting process looks every 2 ms.
+pub(crate) const TURN_GRACE: u64 = 1_000_000_000;
+
+/// A waiter queued for a key.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    ticket: u64,
+    session: u64,
+    limit: u64,
+    /// When its turn began (monotonic ns), 0 if it has not.
+    since: u64,
+}
+
+/// The waiters queued for `key`, in order.
 fn queued(
     path: &Path,
-    queue: &impl ReadableTable<(&'static str, u64), (u64, u64)>,
+    queue: &impl ReadableTable<(&'static str, u64), (u64, u64, u64)>,
     key: &str,
-) -> Result<Vec<(u64, u64, u64)>> {
+) -> Result<Vec<Waiting>> {
     let mut waiters = Vec::new();
     for entry in queue
         .range((key, 0u64)..=(key, u64::MAX))
         .map_err(|e| storage_error(path, e))?
     {
         let (k, v) = entry.map_err(|e| storage_error(path, e))?;
-        let (session, limit) = v.value();
-        waiters.push((k.value().1, session, limit));
+        let (session, limit, since) = v.value();
+        waiters.push(Waiting {
+            ticket: k.value().1,
+            session,
+            limit,
+            since,
+        });
     }
     Ok(waiters)
 }
 
-/// Decides whose turn it is among `waiters`: `ticket`'s once every waiter
-/// ahead of it is gone (without a ticket, once every waiter is gone). Returns
-/// the decision and the tickets that leave the queue: the gone ones ahead,
-/// and `ticket` itself when it is its turn.
+/// Whose turn it is, as [`turn`] decides.
+struct Turn {
+    /// Whether it is the asking ticket's turn.
+    turn: bool,
+    /// The tickets that leave the queue: the gone ones ahead, those whose
+    /// turn passed, and the asking ticket itself when it is its turn.
+    leaving: Vec<u64>,
+    /// The live waiter ahead whose turn begins now: (ticket, session, limit).
+    begin: Option<(u64, u64, u64)>,
+}
+
+/// Decides whose turn it is to take a free key among `waiters`: `ticket`'s
+/// once every waiter ahead of it is gone or let its turn pass (without a
+/// ticket, once every waiter is). A live waiter ahead has `TURN_GRACE` from
+/// the beginning of its turn (`now` if it had none) to claim it.
 fn turn(
-    waiters: &[(u64, u64, u64)],
+    waiters: &[Waiting],
     ticket: Option<u64>,
+    now: u64,
     mut gone: impl FnMut(u64, u64) -> Result<bool>,
-) -> Result<(bool, Vec<u64>)> {
+) -> Result<Turn> {
     let mut leaving = Vec::new();
-    for &(number, session, limit) in waiters {
-        if Some(number) == ticket {
-            leaving.push(number);
-            return Ok((true, leaving));
+    for w in waiters {
+        if Some(w.ticket) == ticket {
+            leaving.push(w.ticket);
+            return Ok(Turn {
+                turn: true,
+                leaving,
+                begin: None,
+            });
         }
-        if !gone(session, limit)? {
-            return Ok((false, leaving));
+        let passed = w.since != 0 && now.saturating_sub(w.since) > TURN_GRACE;
+        if !passed && !gone(w.session, w.limit)? {
+            let begin = (w.since == 0).then_some((w.ticket, w.session, w.limit));
+            return Ok(Turn {
+                turn: false,
+                leaving,
+                begin,
+            });
         }
-        leaving.push(number);
+        leaving.push(w.ticket);
     }
     // No one left ahead; a ticket no longer queued (dropped as gone after
-    // its wait limit) may still take its turn.
-    Ok((true, leaving))
+    // its wait limit, or passed over) may still take its turn.
+    Ok(Turn {
+        turn: true,
+        leaving,
+        begin: None,
+    })
 }
 
 /// The incarnation recorded in a meta table.
@@ -642,7 +699,7 @@ pub(crate) fn slot_has_leftovers(store: &Store, slot: u64, own: u64) -> Result<b
     }
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
     for entry in queue.iter().map_err(|e| storage_error(path, e))? {
-        let (session, _) = entry.map_err(|e| storage_error(path, e))?.1.value();
+        let (session, _, _) = entry.map_err(|e| storage_error(path, e))?.1.value();
         if session != own && (first..=last).contains(&session) {
             return Ok(true);
         }
@@ -650,17 +707,21 @@ pub(crate) fn slot_has_leftovers(store: &Store, slot: u64, own: u64) -> Result<b
     Ok(false)
 }
 
-/// Whether it is `ticket`'s turn to take `key`, from a read transaction.
+/// Whether `ticket` should try to take the free `key` now, from a read
+/// transaction: it is its turn, or a waiter ahead has a turn that has not
+/// begun (the attempt begins it, so that it can pass).
 pub(crate) fn is_turn(
     store: &Store,
     key: &str,
     ticket: Option<u64>,
+    now: u64,
     gone: impl FnMut(u64, u64) -> Result<bool>,
 ) -> Result<bool> {
     let path = store.path();
     let read = store.begin_read()?;
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
-    Ok(turn(&queued(path, &queue, key)?, ticket, gone)?.0)
+    let decided = turn(&queued(path, &queue, key)?, ticket, now, gone)?;
+    Ok(decided.turn || decided.begin.is_some())
 }
 
 /// How many waiters are queued for `key`, from a read transaction.

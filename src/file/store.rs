@@ -23,6 +23,7 @@ use super::ranges::{Held, Ranges};
 use super::schema::{self, Tables};
 use super::session::Session;
 use super::trust;
+use crate::clock::monotonic_nanos;
 use crate::error::{Error, Result};
 use crate::value::now_nanos;
 
@@ -696,9 +697,9 @@ impl Store {
     }
 
     /// Whether a queued waiter has given up: its session ended, or its wait
-    /// limit (ns) passed.
-    pub(crate) fn waiter_gone(&self, session: u64, limit: u64, now: u64) -> Result<bool> {
-        Ok(limit < now || self.holder_gone(Some(session))?)
+    /// limit (ns on the monotonic clock) passed.
+    pub(crate) fn waiter_gone(&self, session: u64, limit: u64) -> Result<bool> {
+        Ok(limit < monotonic_nanos() || self.holder_gone(Some(session))?)
     }
 
     /// Whether a lock expired before `at` is still stored, from a read
@@ -714,13 +715,13 @@ impl Store {
     pub(crate) fn cleanup(&self, now: SystemTime) -> Result<usize> {
         let now = now_nanos(now);
         let gone = |session| self.holder_gone(Some(session));
-        let waiter_gone = |session, limit| self.waiter_gone(session, limit, now);
+        let waiter_gone = |session, limit| self.waiter_gone(session, limit);
         if !schema::anything_to_clean(self, now, gone, waiter_gone)? {
             return Ok(0);
         }
         self.submit(move |store, tables| {
             let gone = |session| store.holder_gone(Some(session));
-            let waiter_gone = |session, limit| store.waiter_gone(session, limit, now);
+            let waiter_gone = |session, limit| store.waiter_gone(session, limit);
             let removed = tables.remove_expired(now)? + tables.remove_orphans(gone)?;
             tables.remove_gone_waiters(waiter_gone)?;
             Ok((removed, true))
