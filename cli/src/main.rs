@@ -12,6 +12,9 @@ use std::process::{Command as Process, ExitCode};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
+
 use ciborium::Value as Cbor;
 use clap::{Parser, Subcommand};
 use hostlock::{
@@ -444,7 +447,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 let interval = (ttl / 3).max(Duration::from_millis(10));
                 guard.keep_alive(interval).map_err(fail)?;
             }
-            let code = supervise(&guard, &command)?;
+            let code = supervise(&locker, &guard, &command, ttl.is_some())?;
             if code == LEASE_LOST {
                 // Said already; the lock is not this run's to release.
                 drop(guard);
@@ -463,52 +466,76 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 /// file deleted, replaced or truncated under it stops the command.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// The signals that would end `hostlock`, forwarded to the command instead.
+const FORWARDED: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT];
+
 /// Runs the command with the lock's fence and token in its environment,
-/// until it exits; stops it with SIGTERM if the lease is lost.
+/// until it exits, and returns the exit code `run` ends with.
+///
+/// - The command inherits a descriptor of the lock file that keeps this
+///   handle's session (and so the lock) alive while the command lives, even
+///   if `hostlock` is killed: the lock is released only once the command has
+///   ended, as with `flock(1)`.
+/// - With a TTL the lease must be renewed, which only `hostlock` does: the
+///   command is killed (SIGKILL) if `hostlock` dies, so it never runs on past
+///   a lease that no one renews.
+/// - SIGTERM, SIGINT, SIGHUP and SIGQUIT sent to `hostlock` are forwarded to
+///   the command, and `run` waits for it to end.
+/// - A lost lease (or a lock file replaced under it) stops the command with
+///   SIGTERM, and `run` exits 76 once the command has ended.
 fn supervise(
+    locker: &FileLocker<Cbor>,
     guard: &LockGuard<'_, FileLocker<Cbor>, Cbor>,
     command: &[String],
+    leased: bool,
 ) -> Result<u8, Failure> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| Failure::new(FAILED, "no command to run"))?;
-    let mut child = Process::new(program)
+    let system =
+        |what: &str, e: std::io::Error| Failure::new(FAILED, format!("cannot {what}: {e}"));
+    // Registered before the command starts, so that no signal is missed.
+    let mut signals = Signals::new(FORWARDED).map_err(|e| system("catch signals", e))?;
+    let hold = locker
+        .inheritable_session()
+        .map_err(|e| Failure::new(FAILED, e.to_string()))?;
+    let mut process = Process::new(program);
+    process
         .args(args)
         .env("HOSTLOCK_KEY", guard.key())
         .env("HOSTLOCK_FENCE", guard.fence().to_string())
-        .env("HOSTLOCK_TOKEN", guard.token())
-        .spawn()
-        .map_err(|e| Failure::new(FAILED, format!("cannot run {program:?}: {e}")))?;
-    let mut lost = None;
-    let mut checked = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| Failure::new(FAILED, format!("cannot wait for {program:?}: {e}")))?
-        {
-            break status;
+        .env("HOSTLOCK_TOKEN", guard.token());
+    if leased {
+        die_with_parent(&mut process);
+    }
+    let spawned = process.spawn();
+    drop(hold);
+    let mut child =
+        spawned.map_err(|e| Failure::new(FAILED, format!("cannot run {program:?}: {e}")))?;
+    let pid = rustix::process::Pid::from_child(&child);
+    let send = |signal: i32| {
+        if let Some(signal) = rustix::process::Signal::from_named_raw(signal) {
+            let _ = rustix::process::kill_process(pid, signal);
         }
-        if checked.elapsed() >= CHECK_EVERY {
-            // A loss it finds shows in `lost()`; a busy file is looked at again.
-            let _ = guard.check();
-            checked = std::time::Instant::now();
-        }
-        if lost.is_none()
-            && let Some(why) = guard.lost()
-        {
-            eprintln!(
-                "hostlock: the lease on {:?} was lost ({why}); sending SIGTERM to {program:?}",
-                guard.key()
-            );
-            // std offers SIGKILL only; kill(1) sends the polite signal.
-            let _ = Process::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            lost = Some(why);
-        }
-        thread::sleep(Duration::from_millis(20));
     };
-    if lost.is_some() {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let signal_handle = signals.handle();
+    let (status, lost) = thread::scope(|scope| {
+        scope.spawn(|| {
+            for signal in signals.forever() {
+                send(signal);
+            }
+        });
+        let watcher = scope.spawn(move || watch(guard, program, &stopped, send));
+        // Waits for the command without polling: its exit is seen at once.
+        let status = child.wait();
+        signal_handle.close();
+        drop(stop);
+        let lost = watcher.join().unwrap_or(false);
+        (status, lost)
+    });
+    let status = status.map_err(|e| system(&format!("wait for {program:?}"), e))?;
+    if lost {
         return Ok(LEASE_LOST);
     }
     Ok(match (status.code(), status.signal()) {
@@ -516,4 +543,59 @@ fn supervise(
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(FAILED),
         (None, None) => FAILED,
     })
+}
+
+/// Watches the lease while the command runs, until `stopped` disconnects:
+/// reads the lock every `CHECK_EVERY`, and on a loss says so and sends the
+/// command SIGTERM. Returns whether the lease was lost.
+fn watch(
+    guard: &LockGuard<'_, FileLocker<Cbor>, Cbor>,
+    program: &str,
+    stopped: &crossbeam_channel::Receiver<()>,
+    send: impl Fn(i32),
+) -> bool {
+    let mut checked = std::time::Instant::now();
+    loop {
+        match stopped.recv_timeout(Duration::from_millis(20)) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => return false,
+        }
+        if checked.elapsed() >= CHECK_EVERY {
+            // A loss it finds shows in `lost()`; a busy file is looked at again.
+            let _ = guard.check();
+            checked = std::time::Instant::now();
+        }
+        if let Some(why) = guard.lost() {
+            eprintln!(
+                "hostlock: the lease on {:?} was lost ({why}); sending SIGTERM to {program:?}",
+                guard.key()
+            );
+            send(SIGTERM);
+            // Wait for the command to end; the caller reaps it.
+            let _ = stopped.recv();
+            return true;
+        }
+    }
+}
+
+/// Makes the command get SIGKILL when this process dies, however it dies
+/// (Linux's parent-death signal), and not start at all if this process has
+/// died already.
+#[allow(unsafe_code)]
+fn die_with_parent(process: &mut Process) {
+    use std::os::unix::process::CommandExt;
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes two system calls
+    // (prctl and getppid, through rustix's raw system calls), and allocates
+    // nothing but the error it may return.
+    unsafe {
+        process.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            Ok(())
+        });
+    }
 }

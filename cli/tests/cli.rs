@@ -461,3 +461,138 @@ fn list_escapes_control_characters_in_keys() {
         .collect();
     assert!(keys.contains(&evil), "{keys:?}");
 }
+
+/// Sends `signal` (as kill(1) names it) to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal} {pid}");
+}
+
+/// A command that says (in `marker`) when SIGTERM reached it, takes a
+/// second to stop, and then exits 7.
+fn slow_to_stop(marker: &Path) -> String {
+    format!(
+        "trap 'echo term > {m}; sleep 1; exit 7' TERM INT HUP QUIT; echo up > {m}; \
+         while :; do sleep 0.05; done",
+        m = marker.display()
+    )
+}
+
+/// `run` forwards SIGTERM, SIGINT, SIGHUP and SIGQUIT to its command and
+/// keeps the lock until the command has ended: no second copy can start
+/// while the first is still stopping.
+#[test]
+fn run_forwards_signals_and_holds_the_lock_until_the_command_ends() {
+    for sig in ["-TERM", "-INT", "-HUP", "-QUIT"] {
+        let env = Env::new();
+        let marker = env.dir.path().join("marker");
+        let script = slow_to_stop(&marker);
+        let holder = spawn_holder(&env, &["run", "job", "--", "sh", "-c", &script]);
+        eventually("the command runs", || {
+            std::fs::read_to_string(&marker).is_ok_and(|m| m.starts_with("up"))
+        });
+        signal(holder.id(), sig);
+        eventually("the command got the signal", || {
+            std::fs::read_to_string(&marker).is_ok_and(|m| m.starts_with("term"))
+        });
+        // Still stopping: the key is still held.
+        let second = env.run(&["run", "job", "--no-wait", "--", "true"]);
+        assert_eq!(
+            second.status.code(),
+            Some(BUSY),
+            "{sig}: {}",
+            stderr(&second)
+        );
+        let out = holder.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(7), "{sig}: the command's own exit");
+        assert!(!held(&env, "job"), "{sig}: released once the command ended");
+    }
+}
+
+/// Killing `hostlock` itself leaves the command holding the lock, as with
+/// flock(1): the command inherits the hold and frees it when it ends.
+#[test]
+fn a_killed_run_leaves_its_command_holding_the_lock() {
+    let env = Env::new();
+    let marker = env.dir.path().join("marker");
+    let release = env.dir.path().join("release");
+    let script = format!(
+        "echo up > {}; while [ ! -e {} ]; do sleep 0.02; done",
+        marker.display(),
+        release.display()
+    );
+    let mut holder = spawn_holder(&env, &["run", "job", "--", "sh", "-c", &script]);
+    eventually("the command runs", || marker.exists());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    for _ in 0..3 {
+        let second = env.run(&["run", "job", "--no-wait", "--", "true"]);
+        assert_eq!(second.status.code(), Some(BUSY), "{}", stderr(&second));
+    }
+    std::fs::write(&release, "").unwrap();
+    eventually("the lock is free once the command ends", || {
+        env.run(&["run", "job", "--no-wait", "--", "true"])
+            .status
+            .success()
+    });
+}
+
+/// With a lease (--ttl) only `hostlock` renews it, so its command dies with
+/// it rather than run on past the lease.
+#[test]
+fn a_killed_leased_run_takes_its_command_with_it() {
+    let env = Env::new();
+    let marker = env.dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 30", marker.display());
+    let mut holder = spawn_holder(
+        &env,
+        &["run", "job", "--ttl", "30s", "--", "sh", "-c", &script],
+    );
+    eventually("the command runs", || {
+        std::fs::read_to_string(&marker).is_ok_and(|p| p.ends_with('\n'))
+    });
+    let pid = std::fs::read_to_string(&marker).unwrap().trim().to_owned();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    eventually("the command died with hostlock", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z "))
+    });
+    eventually("the lock is free", || {
+        env.run(&["run", "job", "--no-wait", "--", "true"])
+            .status
+            .success()
+    });
+}
+
+/// `timeout 1 hostlock run …` whose command takes 2 s to stop: the lock is
+/// held until the command has stopped.
+#[test]
+fn run_under_timeout_keeps_the_lock_while_the_command_stops() {
+    let env = Env::new();
+    let marker = env.dir.path().join("marker");
+    let script = format!(
+        "trap 'echo term > {m}; sleep 2; exit 0' TERM; echo up > {m}; \
+         while :; do sleep 0.05; done",
+        m = marker.display()
+    );
+    let mut timed = Command::new("timeout")
+        .arg("1")
+        .arg(env!("CARGO_BIN_EXE_hostlock"))
+        .env("HOSTLOCK_FILE", &env.file)
+        .args(["run", "job", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    eventually("the command got SIGTERM", || {
+        std::fs::read_to_string(&marker).is_ok_and(|m| m.starts_with("term"))
+    });
+    let second = env.run(&["run", "job", "--no-wait", "--", "true"]);
+    assert_eq!(second.status.code(), Some(BUSY), "{}", stderr(&second));
+    timed.wait().unwrap();
+    assert!(!held(&env, "job"));
+}

@@ -226,6 +226,40 @@ impl<T> FileLocker<T> {
         self.inner.store.started_fresh()
     }
 
+    /// A descriptor of this handle's open of the lock file that child
+    /// processes inherit (it is not close-on-exec). While any process holds
+    /// it, this handle's session stays alive, and so do the locks bound to it
+    /// (guards, and `acquire` with
+    /// [`bind_to_session`](FileLockerBuilder::bind_to_session)), even after
+    /// this process has died: give it to a command run under a lock, and the
+    /// lock lasts as long as the command, as with `flock(1)`. Expiries still
+    /// apply.
+    ///
+    /// Drop it as soon as the child has started: until then, every process
+    /// this one starts (from any thread) inherits it.
+    ///
+    /// ```
+    /// use hostlock::{FileLocker, LeaseLocker};
+    /// use std::process::Command;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locker: FileLocker<()> = FileLocker::open(dir.path().join("locks.redb"))?;
+    /// let guard = locker.try_lock("job", (), None)?.expect("free");
+    /// let hold = locker.inheritable_session()?;
+    /// let mut child = Command::new("true").spawn()?;
+    /// drop(hold);
+    /// child.wait()?;
+    /// drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OpenedReadOnly`] for a read-only handle (it has no session),
+    /// or an I/O error.
+    pub fn inheritable_session(&self) -> Result<std::os::fd::OwnedFd> {
+        self.store().inheritable()
+    }
+
     /// The path of the lock file.
     pub fn path(&self) -> &Path {
         self.inner.store.path()

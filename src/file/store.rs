@@ -678,6 +678,22 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner);
     }
 
+    /// A duplicate of this handle's open of the file, for a child process
+    /// to inherit (see `FileLocker::inheritable_session`).
+    pub(crate) fn inheritable(&self) -> Result<std::os::fd::OwnedFd> {
+        if self.session.is_none() {
+            return Err(self.refuse_write());
+        }
+        let dup = self
+            .file
+            .try_clone()
+            .map_err(|e| Error::io(&self.path, "duplicate the descriptor of", e))?;
+        let fd = std::os::fd::OwnedFd::from(dup);
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::empty())
+            .map_err(|e| Error::io(&self.path, "make inheritable the descriptor of", e.into()))?;
+        Ok(fd)
+    }
+
     /// This handle's session: locks bound to it count while it is open.
     pub(crate) fn session(&self) -> u64 {
         // A read-only handle never writes, so never binds a lock.
