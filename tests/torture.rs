@@ -32,8 +32,13 @@ const SEED: &str = "HOSTLOCK_TEST_SEED";
 const BROKEN: &str = "HOSTLOCK_TEST_BROKEN";
 const BUSY_MS: &str = "HOSTLOCK_TEST_BUSY_MS";
 const RELAXED: &str = "HOSTLOCK_TEST_RELAXED";
+/// Set for a worker whose storage fails at random (ENOSPC, EIO).
+const FAULTY: &str = "HOSTLOCK_TEST_FAULTY";
 /// How long workers wait for a writer before `Busy` when some are stopped.
 const STOPPED_BOUND: Duration = Duration::from_millis(400);
+/// How long a paused worker stays stopped: longer than a waiter's turn may
+/// wait to be claimed (1 s), so the others must be served past it.
+const PAUSE: Duration = Duration::from_millis(2500);
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
 fn now_ns() -> u128 {
@@ -69,6 +74,8 @@ fn child_entry() {
     } else {
         Durability::Immediate
     };
+    let faults = hostlock::Faults::new();
+    let faulty = std::env::var(FAULTY).is_ok();
     // A worker stopped inside a write keeps the file busy past the bound for
     // an opener too: a replacement tries again, as the others' calls do.
     let locker: FileLocker<u32> = loop {
@@ -76,6 +83,7 @@ fn child_entry() {
             .background_cleanup(false)
             .busy_timeout(Duration::from_millis(busy_ms))
             .durability(durability)
+            .faults(faults.clone())
             .open();
         match opened {
             Ok(locker) => break locker,
@@ -94,12 +102,30 @@ fn child_entry() {
     while !common::orphaned(parent) {
         n += 1;
         let key = KEYS[rng.below(KEYS.len() as u64) as usize];
+        if faulty && rng.below(4) == 0 {
+            // The next operation's storage fails at one of its first writes
+            // or syncs: a full disk or an I/O error.
+            let fault = if rng.below(2) == 0 {
+                hostlock::Fault::DiskFull
+            } else {
+                hostlock::Fault::Io
+            };
+            if rng.below(2) == 0 {
+                faults.fail_writes_after(rng.below(4), fault);
+            } else {
+                faults.fail_syncs_after(rng.below(3), fault);
+            }
+        }
         let start = now_ns();
+        // What a failed call was, to log it as one that may have ended a hold
+        // and gave none: (operation, token).
+        let mut attempt = ("fail", key.to_owned(), "-".to_owned());
         // One line per finished operation: op key start end result [details].
         let line = (|| -> hostlock::Result<String> {
             Ok(match rng.below(100) {
                 0..30 => {
                     let token = format!("{pid}-{n}");
+                    attempt = ("acq", key.to_owned(), token.clone());
                     let ttl = Duration::from_millis(100 + rng.below(900));
                     let lock = LockValue::new(pid).with_ttl(ttl).with_token(&token);
                     let expires = lock.expires_at.unwrap().duration_since(UNIX_EPOCH).unwrap();
@@ -117,7 +143,25 @@ fn child_entry() {
                         expires.as_nanos()
                     )
                 }
-                30..45 => match locker.try_lock(key, pid, None)? {
+                30..40 => {
+                    // A wait in line, which a stopped worker may hold up.
+                    attempt = ("wait", key.to_owned(), "-".to_owned());
+                    let wait = Duration::from_millis(rng.below(1500));
+                    match locker.try_lock_for(key, pid, None, wait)? {
+                        Some(guard) => {
+                            let line = format!(
+                                "wait {key} {start} {} true {} {}",
+                                now_ns(),
+                                guard.token(),
+                                guard.fence()
+                            );
+                            guards.push(guard);
+                            line
+                        }
+                        None => format!("wait {key} {start} {} false - 0", now_ns()),
+                    }
+                }
+                40..45 => match locker.try_lock(key, pid, None)? {
                     Some(guard) => {
                         let line = format!(
                             "lock {key} {start} {} true {} {}",
@@ -133,27 +177,32 @@ fn child_entry() {
                 45..60 if !guards.is_empty() => {
                     let guard = guards.swap_remove(rng.below(guards.len() as u64) as usize);
                     let (gkey, token) = (guard.key().to_owned(), guard.token().to_owned());
+                    attempt = ("rio", gkey.clone(), token.clone());
                     let start = now_ns();
                     let ok = guard.unlock()?;
                     format!("rio {gkey} {start} {} {ok} {token}", now_ns())
                 }
                 45..60 if !tokens.is_empty() => {
                     let (tkey, token) = tokens.swap_remove(rng.below(tokens.len() as u64) as usize);
+                    attempt = ("rio", tkey.clone(), token.clone());
                     let ok = locker.release_if_owner(&tkey, &token)?;
                     format!("rio {tkey} {start} {} {ok} {token}", now_ns())
                 }
                 60..70 if !tokens.is_empty() => {
                     let (tkey, token) = tokens[rng.below(tokens.len() as u64) as usize].clone();
+                    attempt = ("touch", tkey.clone(), token.clone());
                     let at = SystemTime::now() + Duration::from_millis(100 + rng.below(900));
                     let ok = locker.touch(&tkey, &token, at)?;
                     let at = at.duration_since(UNIX_EPOCH).unwrap().as_nanos();
                     format!("touch {tkey} {start} {} {ok} {token} {at}", now_ns())
                 }
                 70..73 => {
+                    attempt = ("force", key.to_owned(), "-".to_owned());
                     locker.force_release(key)?;
                     format!("force {key} {start} {}", now_ns())
                 }
                 73..76 => {
+                    attempt = ("rel", key.to_owned(), "-".to_owned());
                     let ok = locker.release(key)?;
                     format!("rel {key} {start} {} {ok}", now_ns())
                 }
@@ -170,11 +219,29 @@ fn child_entry() {
                 }
             })
         })();
+        faults.heal();
         // A call that found the file busy past the bound changed nothing.
         let line = match line {
             Ok(line) => line,
             Err(hostlock::Error::Busy { waited, .. }) => {
                 format!("busy {key} {start} {} {}", now_ns(), waited.as_nanos())
+            }
+            // A call whose storage failed may have landed anyway (when the
+            // last sync failed): logged as a call that may have ended a hold
+            // (a release, a force release) and gave none.
+            Err(
+                e @ (hostlock::Error::NoSpace { .. }
+                | hostlock::Error::Io { .. }
+                | hostlock::Error::Storage { .. }),
+            ) if faulty => {
+                let _ = e;
+                let (op, key, token) = attempt;
+                // A release that failed may not have landed: it is tried
+                // again later, as a holder would.
+                if op == "rio" && !tokens.iter().any(|(_, t)| *t == token) {
+                    tokens.push((key.clone(), token.clone()));
+                }
+                format!("{op} {key} {start} {} false {token} 0", now_ns())
             }
             Err(e) => panic!("worker {pid}: {e}"),
         };
@@ -352,7 +419,7 @@ fn holds_of(ops: &[&Op], killed: &HashMap<u32, u128>) -> Vec<Hold> {
         let (expiry, fence) = match op.op.as_str() {
             "acq" if ok => (op.rest[2].parse().unwrap(), None),
             // Bound to its session: it ends with its worker.
-            "lock" if ok => (
+            "lock" | "wait" if ok => (
                 killed.get(&op.pid).copied().unwrap_or(u128::MAX),
                 Some(op.rest[2].parse().unwrap()),
             ),
@@ -409,6 +476,10 @@ struct Run {
     kills: usize,
     integrity_failures: usize,
     stops: Stops,
+    /// `try_lock_for` calls: (served, timed out).
+    waits: (usize, usize),
+    /// Calls whose injected storage failure ended them with an error.
+    failed_calls: usize,
 }
 
 /// What stopping workers (SIGSTOP) showed.
@@ -418,6 +489,8 @@ struct Stops {
     caught: usize,
     /// Stops that landed in redb's header lock, where even the probe waited.
     header_stalls: usize,
+    /// Workers stopped wherever they were, for `PAUSE`.
+    paused: usize,
     /// Calls of the other workers that gave up with `Busy`.
     busy: usize,
     /// The longest wait a `Busy` reported, of a worker that was not stopped
@@ -434,6 +507,11 @@ struct Config {
     /// Stop a worker inside a write this often, and keep it stopped for
     /// longer than the workers' busy bound.
     stop_every: Option<Duration>,
+    /// Stop a worker wherever it is (in a queued wait, say) this often, for
+    /// longer than a waiter's turn may wait to be claimed.
+    pause_every: Option<Duration>,
+    /// Every third worker's storage fails at random.
+    faulty: bool,
     broken: bool,
 }
 
@@ -474,12 +552,23 @@ fn stop_inside_a_write(
     (None, header_stalls)
 }
 
+/// The runs of this binary take turns: each wants the machine's cores, and
+/// its figures (kills, holds) assume it has them.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn torture(config: Config) -> Run {
+    let _turn = one_at_a_time();
     let Config {
         workers,
         duration,
         kill_every,
         stop_every,
+        pause_every,
+        faulty,
         broken,
     } = config;
     let dir = tempfile::tempdir().unwrap();
@@ -511,7 +600,10 @@ fn torture(config: Config) -> Run {
         if n.is_multiple_of(2) {
             cmd.env(RELAXED, "1");
         }
-        if stop_every.is_some() {
+        if faulty && n % 3 == 1 {
+            cmd.env(FAULTY, "1");
+        }
+        if stop_every.is_some() || pause_every.is_some() {
             cmd.env(BUSY_MS, STOPPED_BOUND.as_millis().to_string());
         }
         (common::Reaped(cmd.spawn().unwrap()), log)
@@ -523,6 +615,7 @@ fn torture(config: Config) -> Run {
     let started = Instant::now();
     let mut next_kill = kill_every.map(|every| started + every);
     let mut next_stop = stop_every.map(|every| started + every / 2);
+    let mut next_pause = pause_every.map(|every| started + every / 3);
     let mut stops = Stops::default();
     let mut stopped: Vec<(u32, u128, u128)> = Vec::new();
     while started.elapsed() < duration {
@@ -562,6 +655,19 @@ fn torture(config: Config) -> Run {
             let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
             next_stop = Some(Instant::now() + every / 2 + jitter);
         }
+        if let (Some(at), Some(every)) = (next_pause, pause_every)
+            && Instant::now() >= at
+        {
+            let victim = running[rng.below(running.len() as u64) as usize].0.id();
+            let from = now_ns();
+            common::while_stopped(victim, Duration::from_secs(10), || {
+                thread::sleep(PAUSE);
+            });
+            stops.paused += 1;
+            stopped.push((victim, from, now_ns()));
+            let jitter = Duration::from_millis(rng.below(every.as_millis() as u64 + 1));
+            next_pause = Some(Instant::now() + every / 2 + jitter);
+        }
     }
     // The workers still running end here too: their bound locks with them.
     let kills = killed.len();
@@ -589,6 +695,17 @@ fn torture(config: Config) -> Run {
         }
     }
     let verdict = check(&ops, &killed);
+    let waited = |ok: &str| {
+        ops.iter()
+            .filter(|op| op.op == "wait" && op.rest[0] == ok)
+            .count()
+    };
+    let waits = (waited("true"), waited("false"));
+    let failed_calls = ops
+        .iter()
+        .filter(|op| op.op != "wait" && op.op != "lock")
+        .filter(|op| op.rest.len() == 3 && op.rest[0] == "false" && op.rest[2] == "0")
+        .count();
     if !verdict.violations.is_empty() && !broken {
         // Keep the logs of a failed run for whoever looks into it.
         let kept = dir.keep();
@@ -599,6 +716,8 @@ fn torture(config: Config) -> Run {
         kills,
         integrity_failures,
         stops,
+        waits,
+        failed_calls,
     }
 }
 
@@ -619,6 +738,16 @@ fn report(name: &str, run: &Run) {
             stops.caught, stops.header_stalls, stops.busy, stops.longest_busy
         );
     }
+    if stops.paused > 0 {
+        eprintln!(
+            "{name}: {} workers paused anywhere for {PAUSE:?}",
+            stops.paused
+        );
+    }
+    eprintln!(
+        "{name}: waits in line: {} served, {} timed out; {} calls failed in storage",
+        run.waits.0, run.waits.1, run.failed_calls
+    );
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for violation in &run.verdict.violations {
         let kind = ["held it together", "fence", "read as free"]
@@ -639,6 +768,8 @@ fn torture_short() {
         duration: Duration::from_secs(15),
         kill_every: Some(Duration::from_millis(1500)),
         stop_every: Some(Duration::from_millis(2500)),
+        pause_every: None,
+        faulty: false,
         broken: false,
     });
     report("short", &run);
@@ -668,6 +799,8 @@ fn the_checker_catches_a_broken_locker() {
         duration: Duration::from_secs(3),
         kill_every: None,
         stop_every: None,
+        pause_every: None,
+        faulty: false,
         broken: true,
     });
     report("broken", &run);
@@ -675,6 +808,54 @@ fn the_checker_catches_a_broken_locker() {
         !run.verdict.violations.is_empty(),
         "stealing keys went unnoticed in {} holds",
         run.verdict.holds
+    );
+}
+
+/// Workers whose storage fails (ENOSPC, EIO) at random writes and syncs
+/// contend for the same keys as healthy ones: a failed call gives no hold,
+/// and its clean-up never frees another's.
+#[test]
+fn torture_faults() {
+    let run = torture(Config {
+        workers: 6,
+        duration: Duration::from_secs(12),
+        kill_every: Some(Duration::from_millis(2000)),
+        stop_every: None,
+        pause_every: None,
+        faulty: true,
+        broken: false,
+    });
+    report("faults", &run);
+    assert!(run.failed_calls > 20, "{} calls failed", run.failed_calls);
+    assert_eq!(run.integrity_failures, 0);
+    assert!(
+        run.verdict.violations.is_empty(),
+        "{:#?}",
+        run.verdict.violations
+    );
+}
+
+/// Workers stopped wherever they are (queued in a wait, holding a key,
+/// inside a write) for longer than a waiter's turn may go unclaimed: the
+/// others are still served, and no two hold a key together.
+#[test]
+fn torture_paused_waiters() {
+    let run = torture(Config {
+        workers: 5,
+        duration: Duration::from_secs(12),
+        kill_every: None,
+        stop_every: None,
+        pause_every: Some(Duration::from_millis(1500)),
+        faulty: false,
+        broken: false,
+    });
+    report("paused", &run);
+    assert!(run.stops.paused >= 3, "{:?}", run.stops);
+    assert!(run.waits.0 > 20, "waits served: {:?}", run.waits);
+    assert!(
+        run.verdict.violations.is_empty(),
+        "{:#?}",
+        run.verdict.violations
     );
 }
 
@@ -689,14 +870,19 @@ fn torture_long() {
     };
     let workers = setting("HOSTLOCK_TORTURE_WORKERS", 8) as usize;
     let secs = setting("HOSTLOCK_TORTURE_SECS", 600);
+    // HOSTLOCK_TORTURE_MODE: all (the default), kills, faults or paused.
+    let mode = std::env::var("HOSTLOCK_TORTURE_MODE").unwrap_or_else(|_| "all".to_owned());
+    let on = |m: &str| mode == "all" || mode == m;
     let run = torture(Config {
         workers,
         duration: Duration::from_secs(secs),
-        kill_every: Some(Duration::from_secs(3)),
-        stop_every: Some(Duration::from_secs(5)),
+        kill_every: (on("kills") || on("faults")).then(|| Duration::from_secs(3)),
+        stop_every: on("kills").then(|| Duration::from_secs(5)),
+        pause_every: on("paused").then(|| Duration::from_secs(4)),
+        faulty: on("faults"),
         broken: false,
     });
-    report("long", &run);
+    report(&format!("long ({mode})"), &run);
     assert_eq!(run.integrity_failures, 0);
     assert!(
         run.verdict.violations.is_empty(),
