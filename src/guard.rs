@@ -25,27 +25,29 @@ pub struct Lease {
     pub expires_at: Option<SystemTime>,
 }
 
-/// A locker that grants leases: the primitives guards are built on.
+impl Lease {
+    /// A lease with `fence`, expiring at `expires_at` (`None`: never): what
+    /// [`RawLeaseLocker::acquire_lease`] returns for a grant.
+    ///
+    /// ```
+    /// let lease = hostlock::Lease::new(7, None);
+    /// assert_eq!(lease.fence, 7);
+    /// ```
+    pub fn new(fence: u64, expires_at: Option<SystemTime>) -> Lease {
+        Lease { fence, expires_at }
+    }
+}
+
+/// The primitives a locker implements to grant leases: what guards, fair
+/// waits and the job helpers are built on, as `lock_api`'s `RawMutex` is
+/// what its `Mutex` is built on.
 ///
-/// Its provided methods [`try_lock`](Self::try_lock),
-/// [`try_lock_for`](Self::try_lock_for) and [`lock`](Self::lock) hand out
-/// [`LockGuard`]s with a fresh random owner token.
-///
-/// ```
-/// use hostlock::{LeaseLocker, MemoryLocker};
-/// use std::time::Duration;
-///
-/// let locker = MemoryLocker::new();
-/// let guard = locker.try_lock("report", "worker-1", Some(Duration::from_secs(30)))?
-///     .expect("free");
-/// assert!(locker.try_lock("report", "worker-2", None)?.is_none());
-/// let fence = guard.fence();
-/// drop(guard); // released, checked against the guard's token
-/// let next = locker.try_lock("report", "worker-2", None)?.expect("free again");
-/// assert!(next.fence() > fence);
-/// # Ok::<(), hostlock::Error>(())
-/// ```
-pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
+/// Implement this for a locker of your own; use the methods of
+/// [`LeaseLocker`], which every `RawLeaseLocker` that is `Clone` gets. The
+/// primitives are not meant to be called by users: a waiter that joins a
+/// queue with [`enqueue`](Self::enqueue) holds every newcomer up until it
+/// leaves or its wait limit passes.
+pub trait RawLeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     /// Takes `key` if no live lock holds it and it is this caller's turn,
     /// with `value`, owner `token`, and an expiry of `ttl` after now on the
     /// locker's clock (`None`: never). It is the turn of the caller holding
@@ -104,7 +106,30 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
 
     /// The time on the locker's clock.
     fn now(&self) -> SystemTime;
+}
 
+/// Guards and fair waits: the API users call, provided for every
+/// [`RawLeaseLocker`] that is `Clone` (every locker handle of this crate is
+/// a cheap clone of a shared one), as `lock_api`'s `Mutex` is provided over
+/// any `RawMutex`. Its methods hand out [`LockGuard`]s with a fresh random
+/// owner token; a guard owns a clone of the locker, so it can be kept in a
+/// struct or moved to another thread.
+///
+/// ```
+/// use hostlock::{LeaseLocker, MemoryLocker};
+/// use std::time::Duration;
+///
+/// let locker = MemoryLocker::new();
+/// let guard = locker.try_lock("report", "worker-1", Some(Duration::from_secs(30)))?
+///     .expect("free");
+/// assert!(locker.try_lock("report", "worker-2", None)?.is_none());
+/// let fence = guard.fence();
+/// drop(guard); // released, checked against the guard's token
+/// let next = locker.try_lock("report", "worker-2", None)?.expect("free again");
+/// assert!(next.fence() > fence);
+/// # Ok::<(), hostlock::Error>(())
+/// ```
+pub trait LeaseLocker<T>: RawLeaseLocker<T> + Clone {
     /// Takes `key` if it is free right now.
     ///
     /// # Errors
@@ -115,14 +140,11 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         key: &str,
         value: T,
         ttl: Option<Duration>,
-    ) -> Result<Option<LockGuard<'_, Self, T>>>
-    where
-        Self: Sized,
-    {
+    ) -> Result<Option<LockGuard<Self, T>>> {
         check_ttl(ttl)?;
         let token = random_token();
         let lease = self.acquire_lease(key, value, ttl, &token, None)?;
-        Ok(lease.map(|lease| LockGuard::new(self, key, token, ttl, lease)))
+        Ok(lease.map(|lease| LockGuard::new(self.clone(), key, token, ttl, lease)))
     }
 
     /// Takes `key`, waiting up to `wait` for it. Waiters are served in the
@@ -139,9 +161,8 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         value: T,
         ttl: Option<Duration>,
         wait: Duration,
-    ) -> Result<Option<LockGuard<'_, Self, T>>>
+    ) -> Result<Option<LockGuard<Self, T>>>
     where
-        Self: Sized,
         T: Clone,
     {
         check_ttl(ttl)?;
@@ -166,7 +187,7 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
             let lease = self.acquire_lease(key, value.clone(), ttl, &token, Some(ticket.number))?;
             if let Some(lease) = lease {
                 std::mem::forget(ticket); // granted: it left the queue
-                return Ok(Some(LockGuard::new(self, key, token, ttl, lease)));
+                return Ok(Some(LockGuard::new(self.clone(), key, token, ttl, lease)));
             }
             let left = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
@@ -183,9 +204,8 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     ///
     /// # Errors
     /// An invalid key, or a storage error.
-    fn lock(&self, key: &str, value: T, ttl: Option<Duration>) -> Result<LockGuard<'_, Self, T>>
+    fn lock(&self, key: &str, value: T, ttl: Option<Duration>) -> Result<LockGuard<Self, T>>
     where
-        Self: Sized,
         T: Clone,
     {
         loop {
@@ -195,6 +215,8 @@ pub trait LeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
         }
     }
 }
+
+impl<L: RawLeaseLocker<T> + Clone, T> LeaseLocker<T> for L {}
 
 /// Refuses a lease of zero length: it would end before it began, and a lock
 /// taken for it would hold nothing.
@@ -211,14 +233,14 @@ fn check_ttl(ttl: Option<Duration>) -> Result<()> {
 
 /// A place in a key's queue of waiters, left when dropped (also when the
 /// wait unwinds).
-struct Ticket<'a, L: LeaseLocker<T>, T> {
+struct Ticket<'a, L: RawLeaseLocker<T>, T> {
     locker: &'a L,
     key: &'a str,
     number: u64,
     value: PhantomData<fn(T)>,
 }
 
-impl<L: LeaseLocker<T>, T> Drop for Ticket<'_, L, T> {
+impl<L: RawLeaseLocker<T>, T> Drop for Ticket<'_, L, T> {
     fn drop(&mut self) {
         // A ticket left behind by a failure here counts as gone once its
         // process exits (FileLocker), or blocks no one after its deadline.
@@ -291,8 +313,8 @@ impl Status {
 /// expiry, and whose key was taken since, is then refused, where a check of
 /// the lock alone would have raced.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct LockGuard<'a, L: LeaseLocker<T>, T> {
-    locker: &'a L,
+pub struct LockGuard<L: RawLeaseLocker<T>, T> {
+    locker: L,
     key: String,
     token: String,
     fence: u64,
@@ -303,7 +325,7 @@ pub struct LockGuard<'a, L: LeaseLocker<T>, T> {
     value: PhantomData<fn(T)>,
 }
 
-impl<L: LeaseLocker<T>, T> fmt::Debug for LockGuard<'_, L, T> {
+impl<L: RawLeaseLocker<T>, T> fmt::Debug for LockGuard<L, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("key", &self.key)
@@ -314,14 +336,14 @@ impl<L: LeaseLocker<T>, T> fmt::Debug for LockGuard<'_, L, T> {
     }
 }
 
-impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
+impl<L: RawLeaseLocker<T>, T> LockGuard<L, T> {
     fn new(
-        locker: &'a L,
+        locker: L,
         key: &str,
         token: String,
         ttl: Option<Duration>,
         lease: Lease,
-    ) -> LockGuard<'a, L, T> {
+    ) -> LockGuard<L, T> {
         LockGuard {
             locker,
             key: key.to_owned(),
@@ -368,7 +390,7 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
     /// A storage error; the lease is unchanged and may be renewed again.
     pub fn renew(&self, ttl: Duration) -> Result<bool> {
         check_ttl(Some(ttl))?;
-        renew(self.locker, &self.key, &self.token, ttl, &self.status)
+        renew(&self.locker, &self.key, &self.token, ttl, &self.status)
     }
 
     /// Why the lease is lost, if it is: a renewal or check found the lock
@@ -502,9 +524,9 @@ impl<'a, L: LeaseLocker<T>, T> LockGuard<'a, L, T> {
     }
 }
 
-impl<'a, L, T> LockGuard<'a, L, T>
+impl<L, T> LockGuard<L, T>
 where
-    L: LeaseLocker<T> + Clone + Send + 'static,
+    L: RawLeaseLocker<T> + Clone + Send + 'static,
     T: 'static,
 {
     /// Renews the lease every `interval` on a background thread, to its TTL
@@ -559,7 +581,7 @@ where
 }
 
 fn renew<T>(
-    locker: &impl LeaseLocker<T>,
+    locker: &impl RawLeaseLocker<T>,
     key: &str,
     token: &str,
     ttl: Duration,
@@ -587,7 +609,7 @@ fn renew<T>(
 }
 
 fn still_held<T>(
-    locker: &impl LeaseLocker<T>,
+    locker: &impl RawLeaseLocker<T>,
     key: &str,
     fence: u64,
     status: &Status,
@@ -610,7 +632,7 @@ fn broken(status: &Status, e: Error) -> Error {
     e
 }
 
-impl<L: LeaseLocker<T>, T> Drop for LockGuard<'_, L, T> {
+impl<L: RawLeaseLocker<T>, T> Drop for LockGuard<L, T> {
     fn drop(&mut self) {
         self.stop_keeper();
         if !self.released {

@@ -42,6 +42,37 @@ pub struct LockInfo<T> {
     pub state: LockState,
 }
 
+impl<T> LockInfo<T> {
+    /// What a locker reports about the lock under `key` holding `value`, in
+    /// `state`: for implementors of [`InspectableLocker`]. The other fields
+    /// start empty (fence 0, no expiry, no token, acquired at the Unix epoch,
+    /// no holder known); set those the locker knows.
+    ///
+    /// ```
+    /// use hostlock::{Holder, LockInfo, LockState};
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let mut info = LockInfo::new("report".to_owned(), "worker-1", LockState::Live);
+    /// info.fence = 42;
+    /// info.has_token = true;
+    /// info.expires_at = Some(SystemTime::now() + Duration::from_secs(30));
+    /// info.holder = Holder::new(std::process::id(), Some(true));
+    /// assert_eq!(info.fence, 42);
+    /// ```
+    pub fn new(key: String, value: T, state: LockState) -> LockInfo<T> {
+        LockInfo {
+            key,
+            value,
+            expires_at: None,
+            has_token: false,
+            fence: 0,
+            acquired_at: SystemTime::UNIX_EPOCH,
+            holder: Holder::new(0, None),
+            state,
+        }
+    }
+}
+
 /// The process that acquired a lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -53,6 +84,14 @@ pub struct Holder {
     /// `None` for a lock not bound to a session (its liveness is unknown; it
     /// counts until it expires).
     pub alive: Option<bool>,
+}
+
+impl Holder {
+    /// The holder `pid`, alive or not as far as the locker knows (`None`: a
+    /// lock not bound to a session, whose liveness is unknown).
+    pub fn new(pid: u32, alive: Option<bool>) -> Holder {
+        Holder { pid, alive }
+    }
 }
 
 /// Whether a stored lock counts.

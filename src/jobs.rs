@@ -66,7 +66,7 @@ pub fn with_unique<L, T, R>(
     locker: &L,
     key: &str,
     ttl: Option<Duration>,
-    job: impl FnOnce(&LockGuard<'_, L, T>) -> R,
+    job: impl FnOnce(&LockGuard<L, T>) -> R,
 ) -> Result<Outcome<R>>
 where
     L: LeaseLocker<T>,
@@ -102,7 +102,7 @@ pub fn with_unique_window<L, T, R>(
     locker: &L,
     key: &str,
     window: Duration,
-    job: impl FnOnce(&LockGuard<'_, L, T>) -> R,
+    job: impl FnOnce(&LockGuard<L, T>) -> R,
 ) -> Result<Outcome<R>>
 where
     L: LeaseLocker<T>,
@@ -184,7 +184,7 @@ pub fn without_overlap<L, T, R>(
     locker: &L,
     key: &str,
     options: OverlapOptions,
-    job: impl FnOnce(&LockGuard<'_, L, T>) -> R,
+    job: impl FnOnce(&LockGuard<L, T>) -> R,
 ) -> Result<Outcome<R>>
 where
     L: LeaseLocker<T> + Clone + Send + 'static,

@@ -125,7 +125,7 @@ pub use crate::file::{
     DEFAULT_BUSY_TIMEOUT, DEFAULT_CACHE_SIZE, DEFAULT_CLEANUP_INTERVAL, DEFAULT_MODE, Durability,
     FileLocker, FileLockerBuilder, IntegrityReport,
 };
-pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard};
+pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard, RawLeaseLocker};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 pub use crate::jobs::{Outcome, OverlapOptions, with_unique, with_unique_window, without_overlap};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
-use crate::guard::{Lease, LeaseLocker};
+use crate::guard::{Lease, RawLeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
@@ -55,7 +55,13 @@ struct Waiter {
     ticket: u64,
     /// When it stops counting, on the monotonic clock.
     until: Option<Instant>,
+    /// When its turn began: the key was found free with it first in line.
+    since: Option<Instant>,
 }
+
+/// How long a waiter whose turn has come may take to claim it before it
+/// passes to the next (as in a lock file's queue).
+const TURN_GRACE: Duration = Duration::from_secs(1);
 
 struct State<T> {
     locks: HashMap<String, Entry<T>>,
@@ -107,16 +113,32 @@ impl<T> State<T> {
         fence
     }
 
-    /// Whether `ticket` (or, without one, anyone who did not queue) may take
-    /// `key` now, as far as the queue goes.
-    /// Whether it is `ticket`'s turn to take `key` (without a ticket: whether
-    /// no one waits). Waiters past their wait limit count as gone, and leave.
+    /// Whether it is `ticket`'s turn to take the free `key` (without a
+    /// ticket: whether no one waits). Waiters past their wait limit count as
+    /// gone, and leave; so does a first waiter that has not claimed its turn
+    /// within `TURN_GRACE` of its beginning (a waiter that enqueued and never
+    /// came back), whose turn begins now if it had not.
     fn turn(&mut self, key: &str, ticket: Option<u64>) -> bool {
         let Some(queue) = self.queues.get_mut(key) else {
             return true;
         };
         let now = Instant::now();
         queue.retain(|w| Some(w.ticket) == ticket || w.until.is_none_or(|until| until > now));
+        while let Some(first) = queue.front_mut() {
+            if Some(first.ticket) == ticket {
+                break;
+            }
+            match first.since {
+                Some(since) if now.duration_since(since) > TURN_GRACE => {
+                    queue.pop_front();
+                }
+                Some(_) => break,
+                None => {
+                    first.since = Some(now);
+                    break;
+                }
+            }
+        }
         let first = queue.front().map(|w| w.ticket);
         if queue.is_empty() {
             self.queues.remove(key);
@@ -333,7 +355,7 @@ impl<T: Clone> InspectableLocker<T> for MemoryLocker<T> {
 /// How often a waiter looks whether the lock it waits for has expired.
 const EXPIRY_POLL: Duration = Duration::from_millis(5);
 
-impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
+impl<T: Clone> RawLeaseLocker<T> for MemoryLocker<T> {
     fn acquire_lease(
         &self,
         key: &str,
@@ -405,7 +427,11 @@ impl<T: Clone> LeaseLocker<T> for MemoryLocker<T> {
             .queues
             .entry(key.to_owned())
             .or_default()
-            .push_back(Waiter { ticket, until });
+            .push_back(Waiter {
+                ticket,
+                until,
+                since: None,
+            });
         Ok(ticket)
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hostlock::{FileLocker, LeaseLocker, MemoryLocker};
+use hostlock::{FileLocker, LeaseLocker, MemoryLocker, RawLeaseLocker};
 
 use common::LOG;
 const CYCLES: &str = "HOSTLOCK_TEST_CYCLES";
@@ -436,4 +436,28 @@ fn a_stopped_waiter_does_not_block_a_free_key() {
     // Once it goes on, the stopped waiter is served too.
     assert!(lines.any(|l| l == "GOT IT"));
     child.0.wait().unwrap();
+}
+
+/// A waiter that joined the queue and never came back (an `enqueue` without
+/// its `dequeue`) holds newcomers up for one turn's grace, not for good.
+#[test]
+fn an_abandoned_ticket_holds_no_one_up_past_its_turn() {
+    fn check(locker: impl Subject) {
+        let _ticket = locker.enqueue("k", None).unwrap();
+        assert!(
+            locker
+                .try_lock("k", "newcomer".into(), None)
+                .unwrap()
+                .is_none()
+        );
+        let started = Instant::now();
+        let guard = locker
+            .try_lock_for("k", "newcomer".into(), None, Duration::from_secs(20))
+            .unwrap();
+        assert!(guard.is_some(), "served once the abandoned turn passed");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+    check(memory().0);
+    let (file, _dir) = file();
+    check(file);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use hostlock::{
     CleanableLocker, Error, Fault, Faults, FileLocker, InspectableLocker, LeaseLocker, LockValue,
-    Locker, ManualClock, RenewableLocker,
+    Locker, ManualClock, RawLeaseLocker, RenewableLocker,
 };
 
 use common::{FILE, child, role, setting};

@@ -412,3 +412,26 @@ fn a_window_that_passed_before_it_was_kept_releases_on_every_locker() {
     assert_eq!(outcome, Outcome::Ran(()));
     assert!(file.try_lock("w", v("v"), None).unwrap().is_some(), "file");
 }
+
+/// A guard owns a clone of its locker: it is `Send + 'static`, can be kept
+/// in a struct, and can move to another thread, which releases it there.
+#[test]
+fn guards_own_their_locker_and_move_across_threads() {
+    struct Job {
+        guard: hostlock::LockGuard<FileLocker<String>, String>,
+    }
+    fn send_static<G: Send + 'static>(_: &G) {}
+    let f = file();
+    let job = Job {
+        guard: f.locker.try_lock("k", v("v"), None).unwrap().unwrap(),
+    };
+    send_static(&job.guard);
+    let memory = MemoryLocker::<String>::new();
+    let in_memory = memory.try_lock("k", v("v"), None).unwrap().unwrap();
+    send_static(&in_memory);
+    let released = thread::spawn(move || job.guard.unlock().unwrap())
+        .join()
+        .unwrap();
+    assert!(released);
+    assert!(!f.locker.exists("k").unwrap());
+}

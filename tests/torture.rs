@@ -34,6 +34,8 @@ const BUSY_MS: &str = "HOSTLOCK_TEST_BUSY_MS";
 const RELAXED: &str = "HOSTLOCK_TEST_RELAXED";
 /// Set for a worker whose storage fails at random (ENOSPC, EIO).
 const FAULTY: &str = "HOSTLOCK_TEST_FAULTY";
+/// The longest a worker waits in line, in milliseconds.
+const WAIT_MS: &str = "HOSTLOCK_TEST_WAIT_MS";
 /// How long workers wait for a writer before `Busy` when some are stopped.
 const STOPPED_BOUND: Duration = Duration::from_millis(400);
 /// How long a paused worker stays stopped: longer than a waiter's turn may
@@ -76,6 +78,7 @@ fn child_entry() {
     };
     let faults = hostlock::Faults::new();
     let faulty = std::env::var(FAULTY).is_ok();
+    let longest_wait = std::env::var(WAIT_MS).map_or(50, |ms| ms.parse().unwrap());
     // A worker stopped inside a write keeps the file busy past the bound for
     // an opener too: a replacement tries again, as the others' calls do.
     let locker: FileLocker<u32> = loop {
@@ -146,7 +149,7 @@ fn child_entry() {
                 30..40 => {
                     // A wait in line, which a stopped worker may hold up.
                     attempt = ("wait", key.to_owned(), "-".to_owned());
-                    let wait = Duration::from_millis(rng.below(1500));
+                    let wait = Duration::from_millis(rng.below(longest_wait));
                     match locker.try_lock_for(key, pid, None, wait)? {
                         Some(guard) => {
                             let line = format!(
@@ -602,6 +605,10 @@ fn torture(config: Config) -> Run {
         }
         if faulty && n % 3 == 1 {
             cmd.env(FAULTY, "1");
+        }
+        // Waits in line long enough to be held up by a paused worker.
+        if pause_every.is_some() {
+            cmd.env(WAIT_MS, "1500");
         }
         if stop_every.is_some() || pause_every.is_some() {
             cmd.env(BUSY_MS, STOPPED_BOUND.as_millis().to_string());

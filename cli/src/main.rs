@@ -485,7 +485,7 @@ const FORWARDED: [i32; 4] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT];
 ///   SIGTERM, and `run` exits 76 once the command has ended.
 fn supervise(
     locker: &FileLocker<Cbor>,
-    guard: &LockGuard<'_, FileLocker<Cbor>, Cbor>,
+    guard: &LockGuard<FileLocker<Cbor>, Cbor>,
     command: &[String],
     leased: bool,
 ) -> Result<u8, Failure> {
@@ -549,7 +549,7 @@ fn supervise(
 /// reads the lock every `CHECK_EVERY`, and on a loss says so and sends the
 /// command SIGTERM. Returns whether the lease was lost.
 fn watch(
-    guard: &LockGuard<'_, FileLocker<Cbor>, Cbor>,
+    guard: &LockGuard<FileLocker<Cbor>, Cbor>,
     program: &str,
     stopped: &crossbeam_channel::Receiver<()>,
     send: impl Fn(i32),

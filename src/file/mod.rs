@@ -37,7 +37,7 @@ use self::schema::{LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock, monotonic_nanos};
 use crate::error::{Error, Result};
-use crate::guard::{Lease, LeaseLocker};
+use crate::guard::{Lease, RawLeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
@@ -478,7 +478,7 @@ enum Granted {
 /// How long a waiter for a key held by another process sleeps between looks.
 const CROSS_PROCESS_POLL: Duration = Duration::from_millis(2);
 
-impl<T: Serialize + DeserializeOwned> LeaseLocker<T> for FileLocker<T> {
+impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     fn acquire_lease(
         &self,
         key: &str,
