@@ -81,20 +81,26 @@ fn another_programs_redb_database_is_not_a_lock_file() {
     );
 }
 
+/// Records `format` as the file's format version.
+fn set_format(path: &Path, format: u64) {
+    let db = redb::Database::create(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let meta: redb::TableDefinition<'_, &str, u64> =
+            redb::TableDefinition::new("hostlock_meta");
+        tx.open_table(meta)
+            .unwrap()
+            .insert("format", format)
+            .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
 #[test]
 fn a_file_from_a_future_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = real_lock_file(dir.path());
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let meta: redb::TableDefinition<'_, &str, u64> =
-                redb::TableDefinition::new("hostlock_meta");
-            tx.open_table(meta).unwrap().insert("format", 99).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    set_format(&path, 99);
     let err = open_err(&path);
     assert!(
         matches!(
@@ -113,16 +119,7 @@ fn a_file_from_a_future_format_is_refused() {
 fn a_file_of_the_sidecar_format_says_how_to_replace_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = real_lock_file(dir.path());
-    {
-        let db = redb::Database::create(&path).unwrap();
-        let tx = db.begin_write().unwrap();
-        {
-            let meta: redb::TableDefinition<'_, &str, u64> =
-                redb::TableDefinition::new("hostlock_meta");
-            tx.open_table(meta).unwrap().insert("format", 1).unwrap();
-        }
-        tx.commit().unwrap();
-    }
+    set_format(&path, 1);
     let err = open_err(&path);
     assert!(
         matches!(err, Error::UnsupportedVersion { found: 1, .. }),

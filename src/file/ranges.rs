@@ -273,6 +273,17 @@ mod tests {
         }
     }
 
+    /// A file at `path` opened for reading and writing, created if missing.
+    fn open_rw(path: &Path) -> std::fs::File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .unwrap()
+    }
+
     /// The first and last byte a range covers.
     fn span((start, end): Range) -> (u64, u64) {
         let first = match start {
@@ -294,18 +305,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("locks.redb");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let backend = || {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .unwrap();
-            Recording {
-                inner: FileBackend::new(file).unwrap(),
-                ranges: Arc::clone(&seen),
-            }
+        let backend = || Recording {
+            inner: FileBackend::new(open_rw(&path)).unwrap(),
+            ranges: Arc::clone(&seen),
         };
         let mut builder = Database::builder();
         builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
@@ -347,16 +349,7 @@ mod tests {
     fn slots_and_the_users_lock_are_seen_from_another_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        let open = || {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .unwrap();
-            Ranges::new(file, &path).unwrap()
-        };
+        let open = || Ranges::new(open_rw(&path), &path).unwrap();
         let (one, two) = (open(), open());
         let (member, alone) = one.join().unwrap();
         assert!(alone);

@@ -283,27 +283,12 @@ impl<'a> Tables<'a> {
     fn remove_damaged(&mut self, key: &str) -> Result<()> {
         let path = self.path;
         self.locks.remove(key).map_err(|e| storage_error(path, e))?;
-        let mut expiries = Vec::new();
-        for entry in self.expiry.iter().map_err(|e| storage_error(path, e))? {
-            let (k, _) = entry.map_err(|e| storage_error(path, e))?;
-            let (at, named) = k.value();
-            if named == key {
-                expiries.push(at);
-            }
-        }
-        for at in expiries {
+        for at in numbers_naming(path, &self.expiry, key)? {
             self.expiry
                 .remove((at, key))
                 .map_err(|e| storage_error(path, e))?;
         }
-        let mut sessions = Vec::new();
-        for entry in self.holder.iter().map_err(|e| storage_error(path, e))? {
-            let (k, _) = entry.map_err(|e| storage_error(path, e))?;
-            let (session, named) = k.value();
-            if named == key {
-                sessions.push(session);
-            }
-        }
+        let sessions = numbers_naming(path, &self.holder, key)?;
         for session in sessions {
             self.holder
                 .remove((session, key))
@@ -504,6 +489,24 @@ impl<'a> Tables<'a> {
         }
         Ok(removed)
     }
+}
+
+/// The numbers (expiries, sessions) of an index keyed by (number, key) whose
+/// entries name `key`: a scan of the whole index.
+fn numbers_naming(
+    path: &Path,
+    index: &impl ReadableTable<(u64, &'static str), ()>,
+    key: &str,
+) -> Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for entry in index.iter().map_err(|e| storage_error(path, e))? {
+        let (k, _) = entry.map_err(|e| storage_error(path, e))?;
+        let (number, named) = k.value();
+        if named == key {
+            numbers.push(number);
+        }
+    }
+    Ok(numbers)
 }
 
 /// Whether a lock that expired before `nanos` is still stored, from a read

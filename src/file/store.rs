@@ -760,27 +760,10 @@ fn open_database(
     check: bool,
     deadline: Instant,
 ) -> Result<Database> {
-    let waits = OpenDeadline::until(deadline);
-    let dup = file.try_clone().map_err(|e| Error::io(path, "open", e))?;
-    let backend = Backend::new(dup, options.hooks.clone(), waits.clone())
-        .map_err(|e| storage_error(path, e))?;
-    let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-        let mut builder = Database::builder();
-        builder
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .set_cache_size(options.cache_size)
-            .set_check_integrity_on_open(check);
+    open_engine(file, path, options, deadline, |mut builder, backend| {
+        builder.set_check_integrity_on_open(check);
         builder.create_with_backend(backend)
-    }));
-    waits.clear();
-    match opened {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(open_error(path, options, e)),
-        Err(_panic) => Err(Error::Corrupted {
-            path: path.to_owned(),
-            detail: "the storage engine could not read it".to_owned(),
-        }),
-    }
+    })
 }
 
 /// Opens the database in `file` read-only, in multi-writer mode so that it
@@ -791,6 +774,21 @@ fn open_reader(
     options: &Options,
     deadline: Instant,
 ) -> Result<ReadOnlyDatabase> {
+    open_engine(file, path, options, deadline, |builder, backend| {
+        builder.open_read_only_with_backend(backend)
+    })
+}
+
+/// What opening the engine's handle shares: a duplicate of `file` under the
+/// storage backend, lock waits bounded by `deadline`, the multi-writer mode
+/// and the cache size, and a panic of the engine (a damaged file) caught.
+fn open_engine<D>(
+    file: &File,
+    path: &Path,
+    options: &Options,
+    deadline: Instant,
+    open: impl FnOnce(redb::Builder, Backend) -> std::result::Result<D, redb::DatabaseError>,
+) -> Result<D> {
     let waits = OpenDeadline::until(deadline);
     let dup = file.try_clone().map_err(|e| Error::io(path, "open", e))?;
     let backend = Backend::new(dup, options.hooks.clone(), waits.clone())
@@ -800,7 +798,7 @@ fn open_reader(
         builder
             .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .set_cache_size(options.cache_size);
-        builder.open_read_only_with_backend(backend)
+        open(builder, backend)
     }));
     waits.clear();
     match opened {
