@@ -399,3 +399,37 @@ fn a_failed_grants_clean_up_never_removes_another_holders_lock() {
         assert!(b.release("job").unwrap());
     }
 }
+
+/// A handle opened again after a failed write keeps telling other processes
+/// that it is a live writer: redb's locks for that (its shared-writer and
+/// consistent bytes, at 2^62 + 1 and + 4) stay held. Were the new engine
+/// handle on the same open file description as the failed one, closing the
+/// failed one would release them, and another process could run recovery
+/// under live writers.
+#[test]
+fn a_handle_recovered_after_a_failed_write_still_holds_its_writer_locks() {
+    use redb::StorageBackend;
+    use std::ops::Bound;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    let clock = start_clock();
+    let faults = Faults::new();
+    let locker = open_with(&path, &faults, &clock);
+    let probe = redb::backends::FileBackend::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let held = |byte: u64| {
+        probe
+            .query_lock_range(Bound::Included(byte), Bound::Included(byte))
+            .unwrap()
+    };
+    let (shared_writer, consistent) = ((1u64 << 62) + 1, (1u64 << 62) + 4);
+    assert!(held(shared_writer) && held(consistent));
+    for fault in [Fault::Io, Fault::DiskFull] {
+        faults.fail_writes_after(0, fault);
+        assert!(locker.acquire("k", LockValue::new(1)).is_err());
+        faults.heal();
+        assert!(locker.acquire("k", LockValue::new(1)).unwrap(), "recovered");
+        assert!(locker.release("k").unwrap());
+        assert!(held(shared_writer), "{fault:?}: still a writer");
+        assert!(held(consistent), "{fault:?}: still consistent");
+    }
+}

@@ -47,8 +47,9 @@ pub(crate) struct Store {
     // remove should the commit have reached the file regardless.
     doubtful: Mutex<Vec<(String, Vec<u8>)>>,
     path: PathBuf,
-    // This handle's own open of the file: the engine works on duplicates of
-    // it, and its byte-range locks (`ranges`) belong to it.
+    // This handle's own open of the file: its byte-range locks (`ranges`)
+    // belong to it. The engine works on descriptions of its own, opened
+    // through it (see `open_engine`).
     file: File,
     identity: Identity,
     // The file's incarnation when it was opened (0 until it is known).
@@ -779,9 +780,10 @@ fn open_reader(
     })
 }
 
-/// What opening the engine's handle shares: a duplicate of `file` under the
-/// storage backend, lock waits bounded by `deadline`, the multi-writer mode
-/// and the cache size, and a panic of the engine (a damaged file) caught.
+/// What opening the engine's handle shares: a new description of `file`
+/// under the storage backend, lock waits bounded by `deadline`, the
+/// multi-writer mode and the cache size, and a panic of the engine (a damaged
+/// file) caught.
 fn open_engine<D>(
     file: &File,
     path: &Path,
@@ -790,8 +792,14 @@ fn open_engine<D>(
     open: impl FnOnce(redb::Builder, Backend) -> std::result::Result<D, redb::DatabaseError>,
 ) -> Result<D> {
     let waits = OpenDeadline::until(deadline);
-    let dup = file.try_clone().map_err(|e| Error::io(path, "open", e))?;
-    let backend = Backend::new(dup, options.hooks.clone(), waits.clone())
+    // An open file description of its own, never a duplicate of `file`'s:
+    // the engine's byte-range locks belong to a description, and the engine
+    // releases its own when it closes. A handle opened again after a failed
+    // write (`recover`) would otherwise release, as its predecessor closed,
+    // the locks through which it tells other processes it is a live writer.
+    let own =
+        create::reopen(file, path, !options.read_only).map_err(|e| Error::io(path, "open", e))?;
+    let backend = Backend::new(own, options.hooks.clone(), waits.clone())
         .map_err(|e| storage_error(path, e))?;
     let opened = panic::catch_unwind(AssertUnwindSafe(|| {
         let mut builder = Database::builder();
