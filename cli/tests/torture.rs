@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 
 const KEYS: [&str; 2] = ["a", "b"];
 
-/// The command each run holds its key for: logs `enter`, works a little,
-/// logs `leave`, also when a signal ends it (after a moment, so that a
-/// second copy would overlap it if the lock were gone).
+/// The command each run holds its key for (a bash script): logs `enter`,
+/// works a little, logs `leave`, also when a signal ends it (after a moment,
+/// so that a second copy would overlap it if the lock were gone). The time
+/// is bash's own clock (`EPOCHREALTIME`, microseconds), not a `date`
+/// process: `timeout` signals the whole process group, and a `date` killed
+/// in the middle of a stamp would leave a line without a time.
 fn script(log: &Path, key: &str) -> String {
     let log = log.display();
     format!(
-        "stamp() {{ echo \"$1 {key} $$ $(date +%s%N)\" >> {log}; }}; \
+        "stamp() {{ echo \"$1 {key} $$ ${{EPOCHREALTIME/./}}\" >> {log}; }}; \
          trap 'sleep 0.05; stamp leave; exit 9' TERM INT HUP; \
          stamp enter; sleep 0.0$(( $$ % 7 + 1 )); stamp leave"
     )
@@ -69,7 +72,7 @@ fn torture(duration: Duration, loops: usize) -> (Vec<String>, HashMap<&'static s
                     command
                         .arg("--file")
                         .arg(&file)
-                        .args(["run", key, "--wait", "10s", "--", "sh", "-c"])
+                        .args(["run", key, "--wait", "10s", "--", "bash", "-c"])
                         .arg(script(&log, key))
                         .stdout(Stdio::null())
                         .stderr(Stdio::null());
@@ -115,6 +118,11 @@ fn torture(duration: Duration, loops: usize) -> (Vec<String>, HashMap<&'static s
     thread::sleep(Duration::from_millis(300));
     let text = std::fs::read_to_string(&log).unwrap();
     let violations = check(&text);
+    if !violations.is_empty() {
+        // Keep the log of a failed run for whoever looks into it.
+        let kept = dir.keep();
+        eprintln!("the commands' log is kept in {}", kept.display());
+    }
     let mut figures = HashMap::new();
     figures.insert("runs", done.runs.load(Ordering::SeqCst));
     figures.insert(
@@ -127,32 +135,50 @@ fn torture(duration: Duration, loops: usize) -> (Vec<String>, HashMap<&'static s
     (violations, figures)
 }
 
-/// Every pair of commands of one key that ran at once.
+/// Every pair of commands of one key that ran at once, and every line that
+/// cannot be read. A process id may come back in a long run: a command's
+/// span is from its `enter` to its last `leave` before the next `enter` of
+/// the same process id.
 fn check(log: &str) -> Vec<String> {
     // (key, pid) -> (enter, leave)
     let mut spans: HashMap<(String, String), (u128, Option<u128>)> = HashMap::new();
+    let mut problems = Vec::new();
+    let mut done = Vec::new();
     for line in log.lines() {
         let parts: Vec<&str> = line.split(' ').collect();
         let [what, key, pid, at] = parts[..] else {
+            problems.push(format!("unreadable line {line:?}"));
             continue;
         };
-        let Ok(at) = at.parse::<u128>() else { continue };
+        let Ok(at) = at.parse::<u128>() else {
+            problems.push(format!("line without a time {line:?}"));
+            continue;
+        };
+        if what == "enter" {
+            // A command that entered under this pid before has left.
+            if let Some(old) = spans.remove(&(key.to_owned(), pid.to_owned())) {
+                done.push(((key.to_owned(), pid.to_owned()), old));
+            }
+        }
         let span = spans
             .entry((key.to_owned(), pid.to_owned()))
             .or_insert((at, None));
         match what {
             "enter" => span.0 = at,
+            // The command runs until its last leave (a signal that comes
+            // during the final stamp makes the trap stamp again).
             "leave" => span.1 = Some(span.1.map_or(at, |t: u128| t.max(at))),
             _ => {}
         }
     }
-    let mut violations = Vec::new();
+    let mut violations = problems;
+    let all: Vec<_> = done.into_iter().chain(spans).collect();
     for key in KEYS {
-        let mut of_key: Vec<(u128, u128, &str)> = spans
+        let mut of_key: Vec<(u128, u128, &str)> = all
             .iter()
             .filter(|((k, _), _)| k == key)
             // A command with no leave ran until the end of the log.
-            .map(|((_, pid), &(enter, leave))| (enter, leave.unwrap_or(u128::MAX), pid.as_str()))
+            .map(|((_, pid), (enter, leave))| (*enter, leave.unwrap_or(u128::MAX), pid.as_str()))
             .collect();
         of_key.sort();
         for pair in of_key.windows(2) {
@@ -195,4 +221,16 @@ fn the_checker_sees_overlapping_commands() {
     let log = "enter a 1 100\nenter a 2 150\nleave a 1 200\nleave a 2 300\n\
                enter b 3 100\nleave b 3 200\nenter b 4 200\nleave b 4 250\n";
     assert_eq!(check(log), ["a: commands 1 and 2 ran at once"]);
+}
+
+/// A process id used again by a later command starts a new span.
+#[test]
+fn the_checker_tells_commands_of_one_process_id_apart() {
+    let log = "enter a 1 100\nleave a 1 200\nenter a 2 250\nleave a 2 300\n\
+               enter a 1 400\nleave a 1 500\n";
+    assert!(check(log).is_empty(), "{:?}", check(log));
+    assert_eq!(
+        check("enter a 1 \n"),
+        ["line without a time \"enter a 1 \""]
+    );
 }
