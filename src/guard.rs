@@ -312,6 +312,10 @@ impl Status {
 /// lower than the highest it has seen. A holder that stalled past its
 /// expiry, and whose key was taken since, is then refused, where a check of
 /// the lock alone would have raced.
+///
+/// A guard owns a clone of its locker: the handle (and, for a
+/// [`FileLocker`](crate::FileLocker), its session) stays open while a guard
+/// lives, and a guard leaked with `mem::forget` keeps it open for good.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<L: RawLeaseLocker<T>, T> {
     locker: L,

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hostlock::{
-    Clock, FileLocker, LeaseLocker, LeaseLost, Locker, ManualClock, MemoryLocker, RenewableLocker,
+    Clock, FileLocker, LeaseLocker, LeaseLost, LockValue, Locker, ManualClock, MemoryLocker,
+    RenewableLocker,
 };
 
 const SEC: Duration = Duration::from_secs(1);
@@ -358,14 +359,16 @@ fn persisted_and_held_locks_outlive_their_handle() {
     let holder: FileLocker<String> = FileLocker::builder(&path)
         .clock(f.clock.clone())
         .background_cleanup(false)
+        .bind_to_session(true)
         .open()
         .unwrap();
     let forever = holder.try_lock("forever", v("v"), None).unwrap().unwrap();
     assert!(forever.persist().unwrap());
     let window = holder.try_lock("window", v("v"), None).unwrap().unwrap();
     assert!(window.hold_for(60 * SEC).unwrap());
-    let bound = holder.try_lock("bound", v("v"), None).unwrap().unwrap();
-    std::mem::forget(bound); // neither released nor persisted
+    // Bound to the session, neither released nor persisted. (A guard would
+    // keep the handle open: it owns a clone of it.)
+    assert!(holder.acquire("bound", LockValue::new(v("v"))).unwrap());
     drop(holder); // its session ends
     assert!(f.locker.exists("forever").unwrap());
     assert_eq!(f.locker.get("forever").unwrap().unwrap().expires_at, None);
