@@ -233,11 +233,10 @@ fn child_entry() {
             // last sync failed): logged as a call that may have ended a hold
             // (a release, a force release) and gave none.
             Err(
-                e @ (hostlock::Error::NoSpace { .. }
+                hostlock::Error::NoSpace { .. }
                 | hostlock::Error::Io { .. }
-                | hostlock::Error::Storage { .. }),
+                | hostlock::Error::Storage { .. },
             ) if faulty => {
-                let _ = e;
                 let (op, key, token) = attempt;
                 // A release that failed may not have landed: it is tried
                 // again later, as a holder would.
