@@ -513,9 +513,16 @@ fn supervise(
     let mut child =
         spawned.map_err(|e| Failure::new(FAILED, format!("cannot run {program:?}: {e}")))?;
     let pid = rustix::process::Pid::from_child(&child);
+    // Signals go through a pidfd where the kernel has them (Linux 5.3): once
+    // the command has been reaped, its pid may name another process, its
+    // pidfd never does.
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok();
     let send = |signal: i32| {
         if let Some(signal) = rustix::process::Signal::from_named_raw(signal) {
-            let _ = rustix::process::kill_process(pid, signal);
+            let _ = match &pidfd {
+                Some(pidfd) => rustix::process::pidfd_send_signal(pidfd, signal),
+                None => rustix::process::kill_process(pid, signal),
+            };
         }
     };
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
