@@ -74,7 +74,7 @@
 //! let report = Suite::new().run(|clock| Basic(MemoryLocker::with_clock(clock)));
 //! report.assert_passed();
 //! assert_eq!(report.passed().len(), 25);
-//! assert_eq!(report.skipped().len(), 18); // cleanup, touch, release_if_owner, info
+//! assert_eq!(report.skipped().len(), 28); // cleanup, touch, release_if_owner, info, guards
 //! ```
 //!
 //! # What the checks assume
@@ -95,8 +95,24 @@
 //!   and [`latest_expiry`](crate::latest_expiry).
 //!
 //! Rows H1, H2, D1 and M1 concern [`FileLocker`](crate::FileLocker) (sessions,
-//! durability, other processes) and the Q rows concern guards; the tests named
-//! in `docs/semantics.md` check those.
+//! durability, other processes); the tests named in `docs/semantics.md` check
+//! those. The Q rows concern guards and fair waits: [`Suite::leases`] adds
+//! them for a locker that implements [`RawLeaseLocker`](crate::RawLeaseLocker)
+//! (Q4b, the grace of an unclaimed turn, is checked by `tests/fair_waits.rs`).
+//!
+//! ```
+//! use hostlock::MemoryLocker;
+//! use hostlock::conformance::Suite;
+//!
+//! let report = Suite::new()
+//!     .cleanable()
+//!     .renewable()
+//!     .inspectable()
+//!     .leases()
+//!     .run(|clock| MemoryLocker::with_clock(clock));
+//! report.assert_passed();
+//! assert_eq!(report.passed().len(), 53);
+//! ```
 
 use std::any::Any;
 use std::fmt;
@@ -106,6 +122,7 @@ use crate::clock::ManualClock;
 use crate::info::InspectableLocker;
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 
+mod leases;
 mod report;
 mod rows;
 
@@ -146,7 +163,9 @@ where
 ///     .run(|clock| MemoryLocker::with_clock(clock));
 /// report.assert_passed();
 /// let skipped: Vec<&str> = report.skipped().iter().map(|row| row.id).collect();
-/// assert_eq!(skipped, ["N1", "I1", "I2"]); // they need InspectableLocker
+/// // N1, I1 and I2 need InspectableLocker; the Q rows, `.leases()`.
+/// assert_eq!(skipped[..3], ["N1", "I1", "I2"]);
+/// assert_eq!(skipped.len(), 13);
 /// ```
 pub struct Suite<L> {
     caps: Caps<L>,
@@ -217,6 +236,17 @@ impl<L: InspectableLocker<String>> Suite<L> {
         // Every entry of the suite's own must be shown: an entry listed as
         // its error fails the row.
         self.caps.list = Some(|locker: &L, all| locker.list(all)?.into_iter().collect());
+        self
+    }
+}
+
+impl<L: crate::LeaseLocker<String> + Send + Sync + 'static> Suite<L> {
+    /// Adds the rows of guards and fair waits (Q1 to Q10): for a locker that
+    /// implements [`RawLeaseLocker`](crate::RawLeaseLocker) (and so gets
+    /// [`LeaseLocker`](crate::LeaseLocker)'s `try_lock`, `try_lock_for` and
+    /// `lock`). Q3, Q4 and Q9 wait in real time, a few tens of milliseconds.
+    pub fn leases(mut self) -> Suite<L> {
+        self.caps.leases = Some(leases::LeaseOps::of());
         self
     }
 }

@@ -14,6 +14,11 @@ use crate::info::{LockInfo, LockState};
 use crate::locker::Locker;
 use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, latest_expiry};
 
+use super::leases::{
+    Held, LeaseOps, q1_try_lock_free, q2_try_lock_refused, q3_try_lock_for_waits,
+    q4_waiter_past_its_wait, q5_unlock_releases, q6_stale_guard, q7_renew, q8_renew_lost,
+    q9_keep_alive_notices, q10_hold_for,
+};
 use super::report::Row;
 
 /// The trait a check needs beyond [`Locker`].
@@ -23,6 +28,7 @@ pub(super) enum Need {
     Cleanup,
     Renew,
     Inspect,
+    Lease,
 }
 
 impl Need {
@@ -32,6 +38,7 @@ impl Need {
             Need::Cleanup => "CleanableLocker",
             Need::Renew => "RenewableLocker",
             Need::Inspect => "InspectableLocker",
+            Need::Lease => "RawLeaseLocker",
         }
     }
 }
@@ -46,6 +53,7 @@ pub(super) struct Caps<L> {
     pub(super) release_if_owner: Option<ReleaseIfOwnerFn<L>>,
     pub(super) info: Option<InfoFn<L>>,
     pub(super) list: Option<ListFn<L>>,
+    pub(super) leases: Option<LeaseOps<L>>,
 }
 
 type CleanupFn<L> = fn(&L) -> Result<usize>;
@@ -62,6 +70,7 @@ impl<L> Caps<L> {
             release_if_owner: None,
             info: None,
             list: None,
+            leases: None,
         }
     }
 
@@ -71,12 +80,13 @@ impl<L> Caps<L> {
             Need::Cleanup => self.cleanup.is_some(),
             Need::Renew => self.touch.is_some() && self.release_if_owner.is_some(),
             Need::Inspect => self.info.is_some() && self.list.is_some(),
+            Need::Lease => self.leases.is_some(),
         }
     }
 
     /// The names of the optional traits present, for `Debug`.
     pub(super) fn names(&self) -> Vec<&'static str> {
-        [Need::Cleanup, Need::Renew, Need::Inspect]
+        [Need::Cleanup, Need::Renew, Need::Inspect, Need::Lease]
             .into_iter()
             .filter(|&need| self.has(need))
             .map(Need::trait_name)
@@ -212,6 +222,26 @@ pub(super) fn checks<L: Locker<String> + Sync>() -> Vec<Check<L>> {
             "list shows the live locks by key, and the expired entries on request";
         "K1"   Locker  k1_clock_backwards
             "an expired entry not yet removed is live again when the clock moves back";
+        "Q1"   Lease   q1_try_lock_free
+            "try_lock takes a free key with a fresh token, a new fence and the TTL; a zero TTL is invalid";
+        "Q2"   Lease   q2_try_lock_refused
+            "try_lock is refused on a held key and on a free one with waiters";
+        "Q3"   Lease   q3_try_lock_for_waits
+            "try_lock_for is served once the key is released; a zero wait does not queue";
+        "Q4"   Lease   q4_waiter_past_its_wait
+            "a waiter still queued past its wait counts as gone";
+        "Q5"   Lease   q5_unlock_releases
+            "a guard's unlock, or its drop, releases its lock";
+        "Q6"   Lease   q6_stale_guard
+            "a stale guard releases nothing of the new holder's";
+        "Q7"   Lease   q7_renew
+            "renew moves the expiry to ttl from now; a zero TTL is invalid";
+        "Q8"   Lease   q8_renew_lost
+            "renew of a lost lease is false, and lost() says why";
+        "Q9"   Lease   q9_keep_alive_notices
+            "a keep-alive notices a lock released by someone else";
+        "Q10"  Lease   q10_hold_for
+            "hold_for keeps the lock past its guard until the hold ends; a zero hold releases";
     }
 }
 
@@ -265,6 +295,53 @@ impl<L> Fixture<L> {
 
     fn list(&self, include_expired: bool) -> Result<Vec<LockInfo<String>>> {
         (self.caps.list.expect(UNDECLARED))(&self.locker, include_expired)
+    }
+
+    fn leases(&self) -> LeaseOps<L> {
+        self.caps.leases.expect(UNDECLARED)
+    }
+
+    pub(super) fn locker(&self) -> &L {
+        &self.locker
+    }
+
+    pub(super) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub(super) fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    pub(super) fn try_lock(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+    ) -> Result<Option<Box<dyn Held>>> {
+        (self.leases().try_lock)(&self.locker, key, value, ttl)
+    }
+
+    pub(super) fn try_lock_for(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn Held>>> {
+        (self.leases().try_lock_for)(&self.locker, key, value, ttl, wait)
+    }
+
+    pub(super) fn enqueue(&self, key: &str, wait: Option<Duration>) -> Result<u64> {
+        (self.leases().enqueue)(&self.locker, key, wait)
+    }
+
+    pub(super) fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
+        (self.leases().dequeue)(&self.locker, key, ticket)
+    }
+
+    pub(super) fn waiters(&self, key: &str) -> Result<usize> {
+        (self.leases().waiters)(&self.locker, key)
     }
 }
 
