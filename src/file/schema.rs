@@ -22,7 +22,7 @@
 
 use std::path::Path;
 
-use redb::{ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 
 use super::store::{Store, storage_error};
 use crate::error::{Error, Result};
@@ -512,8 +512,11 @@ fn numbers_naming(
 /// Whether a lock that expired before `nanos` is still stored, from a read
 /// transaction: one look at the first entry of the expiry index.
 pub(crate) fn expired_before(store: &Store, nanos: u64) -> Result<bool> {
-    let path = store.path();
-    let read = store.begin_read()?;
+    first_expired_before(store.path(), &store.begin_read()?, nanos)
+}
+
+/// Whether the expiry index's first entry is before `nanos`, in `read`.
+fn first_expired_before(path: &Path, read: &ReadTransaction, nanos: u64) -> Result<bool> {
     let expiry = read
         .open_table(EXPIRY)
         .map_err(|e| storage_error(path, e))?;
@@ -533,11 +536,7 @@ pub(crate) fn anything_to_clean(
 ) -> Result<bool> {
     let path = store.path();
     let read = store.begin_read()?;
-    let expiry = read
-        .open_table(EXPIRY)
-        .map_err(|e| storage_error(path, e))?;
-    let first = expiry.first().map_err(|e| storage_error(path, e))?;
-    if first.is_some_and(|(k, _)| k.value().0 < now_nanos) {
+    if first_expired_before(path, &read, now_nanos)? {
         return Ok(true);
     }
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
