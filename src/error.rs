@@ -177,6 +177,19 @@ pub enum Error {
         /// The engine's description of the problem.
         detail: String,
     },
+    /// A lock store other than hostlock's own file (a database, a server)
+    /// failed: for lockers of other crates, such as those over SQLite or
+    /// Redis.
+    Backend {
+        /// Which store, and where: `sqlite /var/lib/app/locks.db`,
+        /// `redis 127.0.0.1:6379`.
+        store: String,
+        /// What went wrong, in the store's own words.
+        detail: String,
+        /// Whether the same call may succeed later without anyone acting:
+        /// a busy database, a lost connection.
+        transient: bool,
+    },
 }
 
 impl fmt::Display for Error {
@@ -290,6 +303,7 @@ impl fmt::Display for Error {
             Error::Storage { path, detail } => {
                 write!(f, "storage error in {}: {detail}", path.display())
             }
+            Error::Backend { store, detail, .. } => write!(f, "{store}: {detail}"),
             Error::Panicked { detail } => {
                 write!(
                     f,
@@ -329,6 +343,10 @@ impl Error {
                 | Error::Io { .. }
                 | Error::Storage { .. }
                 | Error::Thread { .. }
+                | Error::Backend {
+                    transient: true,
+                    ..
+                }
         )
     }
 
@@ -426,6 +444,15 @@ impl Error {
             },
             Error::Panicked { detail } => Error::Panicked {
                 detail: detail.clone(),
+            },
+            Error::Backend {
+                store,
+                detail,
+                transient,
+            } => Error::Backend {
+                store: store.clone(),
+                detail: detail.clone(),
+                transient: *transient,
             },
         }
     }

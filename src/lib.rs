@@ -107,6 +107,7 @@ mod info;
 mod jobs;
 mod locker;
 mod memory;
+mod shared;
 mod value;
 
 #[cfg(feature = "conformance")]

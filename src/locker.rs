@@ -4,9 +4,11 @@
 //! and state; the conformance kit (`src/conformance/`) checks every row, and
 //! `tests/conformance.rs` runs it against every locker.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::error::Result;
+use crate::guard::RawLeaseLocker;
 use crate::value::LockValue;
 
 /// A store of named locks.
@@ -79,6 +81,30 @@ pub trait Locker<T> {
     /// # Errors
     /// An invalid key, or a storage error.
     fn force_release(&self, key: &str) -> Result<()>;
+
+    /// This locker's lease primitives, if it grants leases; `None` by
+    /// default.
+    ///
+    /// The job helpers ([`with_unique`](crate::with_unique) and the others)
+    /// accept any `Locker`. Through this method they find out whether it
+    /// can do more than the five calls above: with a lease locker they run
+    /// the job under a [`LockGuard`](crate::LockGuard) (a fence, fair waits,
+    /// keep-alive, a lock freed when its holder dies); without one they take
+    /// the key with [`acquire`](Self::acquire) and wait by polling. A locker
+    /// that implements [`RawLeaseLocker`] returns `Some(Arc::new(self.clone()))`.
+    ///
+    /// ```
+    /// use hostlock::{Locker, MemoryLocker};
+    ///
+    /// let locker: MemoryLocker<()> = MemoryLocker::new();
+    /// assert!(locker.lease_locker().is_some());
+    /// ```
+    fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
+    where
+        T: Send + Sync + 'static,
+    {
+        None
+    }
 }
 
 /// A locker that can drop its expired entries.

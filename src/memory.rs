@@ -273,6 +273,13 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         self.notify_released();
         Ok(())
     }
+
+    fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
+    where
+        T: Send + Sync + 'static,
+    {
+        Some(Arc::new(self.clone()))
+    }
 }
 
 impl<T: Clone> CleanableLocker<T> for MemoryLocker<T> {

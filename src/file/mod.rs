@@ -931,6 +931,13 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
             },
         )
     }
+
+    fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
+    where
+        T: Send + Sync + 'static,
+    {
+        Some(Arc::new(self.clone()))
+    }
 }
 
 impl<T: Serialize + DeserializeOwned> CleanableLocker<T> for FileLocker<T> {
