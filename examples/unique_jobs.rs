@@ -49,6 +49,11 @@ fn millis_since_epoch() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
+/// A job's fence as shown: every lease locker gives one.
+fn fence(fence: Option<u64>) -> String {
+    fence.map_or_else(|| "none".to_owned(), |fence| fence.to_string())
+}
+
 fn work(worker: &str, path: &str, start: u128) -> Result<(), Box<dyn std::error::Error>> {
     let locker: FileLocker<String> = FileLocker::open(path)?;
     // Milliseconds since the parent started the workers, on the shared clock.
@@ -58,7 +63,7 @@ fn work(worker: &str, path: &str, start: u128) -> Result<(), Box<dyn std::error:
     };
     for job in ["invoice-17", "invoice-18"] {
         let outcome = with_unique(&locker, job, Some(Duration::from_secs(60)), |lease| {
-            say(format!("{job} runs (fence {})", lease.fence()));
+            say(format!("{job} runs (fence {})", fence(lease.fence())));
             thread::sleep(Duration::from_millis(300));
         })?;
         if outcome == Outcome::Skipped {
@@ -67,7 +72,7 @@ fn work(worker: &str, path: &str, start: u128) -> Result<(), Box<dyn std::error:
     }
     let options = OverlapOptions::new().ttl(Duration::from_secs(30));
     let outcome = without_overlap(&locker, "report", options, |lease| {
-        say(format!("report starts (fence {})", lease.fence()));
+        say(format!("report starts (fence {})", fence(lease.fence())));
         thread::sleep(Duration::from_millis(150));
         say("report ends".to_string());
     })?;

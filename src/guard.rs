@@ -103,9 +103,6 @@ pub trait RawLeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     /// Waits until `key` may be free for the holder of `ticket` (or for
     /// anyone, without one), or `timeout` has passed. May return early.
     fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration);
-
-    /// The time on the locker's clock.
-    fn now(&self) -> SystemTime;
 }
 
 /// Guards and fair waits: the API users call, provided for every
@@ -220,7 +217,7 @@ impl<L: RawLeaseLocker<T> + Clone, T> LeaseLocker<T> for L {}
 
 /// Refuses a lease of zero length: it would end before it began, and a lock
 /// taken for it would hold nothing.
-fn check_ttl(ttl: Option<Duration>) -> Result<()> {
+pub(crate) fn check_ttl(ttl: Option<Duration>) -> Result<()> {
     match ttl {
         Some(ttl) if ttl.is_zero() => Err(Error::invalid(
             "ttl",
@@ -682,6 +679,6 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 /// A fresh owner token: 128 random bits in hex.
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     format!("{:016x}{:016x}", random_u64(), random_u64())
 }

@@ -128,7 +128,9 @@ pub use crate::file::{
 };
 pub use crate::guard::{Lease, LeaseLocker, LeaseLost, LockGuard, RawLeaseLocker};
 pub use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
-pub use crate::jobs::{Outcome, OverlapOptions, with_unique, with_unique_window, without_overlap};
+pub use crate::jobs::{
+    JobLease, Outcome, OverlapOptions, with_unique, with_unique_window, without_overlap,
+};
 pub use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 pub use crate::memory::MemoryLocker;
 pub use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, MAX_VALUE_LEN, latest_expiry};

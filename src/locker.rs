@@ -82,6 +82,14 @@ pub trait Locker<T> {
     /// An invalid key, or a storage error.
     fn force_release(&self, key: &str) -> Result<()>;
 
+    /// The time on the locker's clock: what it judges expiry by. The system
+    /// clock by default; a locker that reads an injected
+    /// [`Clock`](crate::Clock) returns that clock's time. Guards and the job
+    /// helpers compute expiries from it.
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
     /// This locker's lease primitives, if it grants leases; `None` by
     /// default.
     ///

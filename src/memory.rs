@@ -274,6 +274,10 @@ impl<T: Clone> Locker<T> for MemoryLocker<T> {
         Ok(())
     }
 
+    fn now(&self) -> SystemTime {
+        self.clock_now()
+    }
+
     fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
     where
         T: Send + Sync + 'static,
@@ -473,9 +477,5 @@ impl<T: Clone> RawLeaseLocker<T> for MemoryLocker<T> {
             .released
             .wait_timeout(state, timeout.min(EXPIRY_POLL))
             .unwrap_or_else(PoisonError::into_inner);
-    }
-
-    fn now(&self) -> SystemTime {
-        self.clock_now()
     }
 }

@@ -32,6 +32,10 @@ impl<T, L: Locker<T> + ?Sized> Locker<T> for Arc<L> {
         (**self).force_release(key)
     }
 
+    fn now(&self) -> SystemTime {
+        (**self).now()
+    }
+
     fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
     where
         T: Send + Sync + 'static,
@@ -96,9 +100,5 @@ impl<T, L: RawLeaseLocker<T> + ?Sized> RawLeaseLocker<T> for Arc<L> {
 
     fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         (**self).wait_for_release(key, ticket, timeout)
-    }
-
-    fn now(&self) -> SystemTime {
-        (**self).now()
     }
 }

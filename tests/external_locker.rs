@@ -3,6 +3,9 @@
 //! included, returns the values it reports through their public
 //! constructors, and passes every row of the conformance kit, guards and
 //! fair waits included. The job helpers run on it.
+//!
+//! Beside it, a locker of the seed's shape: the five calls of `Locker` and
+//! `cleanup`, nothing more. The job helpers drive it too, by polling.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -11,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hostlock::conformance::Suite;
 use hostlock::{
     CleanableLocker, Clock, Error, Holder, InspectableLocker, Lease, LockInfo, LockState,
-    LockValue, Locker, MAX_KEY_LEN, MAX_TOKEN_LEN, ManualClock, Outcome, RawLeaseLocker,
-    RenewableLocker, Result, latest_expiry, with_unique,
+    LockValue, Locker, MAX_KEY_LEN, MAX_TOKEN_LEN, ManualClock, Outcome, OverlapOptions,
+    RawLeaseLocker, RenewableLocker, Result, latest_expiry, with_unique, without_overlap,
 };
 
 /// A lock table in a `BTreeMap`, shared by the clones of a handle.
@@ -183,6 +186,14 @@ impl Locker<String> for TableLocker {
         self.released();
         Ok(())
     }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<String> + Send + Sync>> {
+        Some(Arc::new(self.clone()))
+    }
 }
 
 impl CleanableLocker<String> for TableLocker {
@@ -350,10 +361,6 @@ impl RawLeaseLocker<String> for TableLocker {
         let wait = timeout.min(Duration::from_millis(5));
         let _ = self.shared.1.wait_timeout(table, wait).unwrap();
     }
-
-    fn now(&self) -> SystemTime {
-        self.clock.now()
-    }
 }
 
 #[test]
@@ -365,7 +372,7 @@ fn a_locker_of_another_crate_passes_every_row_guards_included() {
         .leases()
         .run(TableLocker::new);
     report.assert_passed();
-    assert_eq!(report.passed().len(), 53);
+    assert_eq!(report.passed().len(), 60);
     assert!(report.skipped().is_empty());
 }
 
@@ -379,6 +386,144 @@ fn the_job_helpers_run_on_a_locker_of_another_crate() {
         lease.fence()
     })
     .unwrap();
-    assert!(matches!(outcome, Outcome::Ran(fence) if fence > 0));
+    assert!(matches!(outcome, Outcome::Ran(Some(fence)) if fence > 0));
     assert!(!locker.exists("import").unwrap(), "released after the job");
+}
+
+/// A locker of the seed interface's shape: a map of locks behind a mutex,
+/// with the five calls of `Locker` and `cleanup`. No tokens checked, no
+/// fences, no queue.
+#[derive(Clone, Debug)]
+struct SeedLocker {
+    locks: Arc<Mutex<BTreeMap<String, LockValue<String>>>>,
+    clock: ManualClock,
+}
+
+impl SeedLocker {
+    fn new(clock: ManualClock) -> SeedLocker {
+        SeedLocker {
+            locks: Arc::default(),
+            clock,
+        }
+    }
+
+    fn locks(&self) -> MutexGuard<'_, BTreeMap<String, LockValue<String>>> {
+        self.locks.lock().unwrap()
+    }
+
+    /// The live lock under `key`: an expired entry stays stored, as if
+    /// there were none, until it is replaced or cleaned up.
+    fn live(&self, key: &str) -> Option<LockValue<String>> {
+        let now = self.clock.now();
+        self.locks()
+            .get(key)
+            .filter(|lock| !lock.is_expired_at(now))
+            .cloned()
+    }
+}
+
+impl Locker<String> for SeedLocker {
+    fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.live(key).is_some())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<LockValue<String>>> {
+        check_key(key)?;
+        Ok(self.live(key))
+    }
+
+    fn acquire(&self, key: &str, lock: LockValue<String>) -> Result<bool> {
+        check_key(key)?;
+        if let Some(token) = &lock.token {
+            check_token(token)?;
+        }
+        if let Some(at) = lock.expires_at {
+            check_expiry(at)?;
+        }
+        let now = self.clock.now();
+        let mut locks = self.locks();
+        if locks.get(key).is_some_and(|held| !held.is_expired_at(now)) {
+            return Ok(false);
+        }
+        if lock.is_expired_at(now) {
+            locks.remove(key);
+        } else {
+            locks.insert(key.to_owned(), lock);
+        }
+        Ok(true)
+    }
+
+    fn release(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        let now = self.clock.now();
+        Ok(self
+            .locks()
+            .remove(key)
+            .is_some_and(|old| !old.is_expired_at(now)))
+    }
+
+    fn force_release(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.locks().remove(key);
+        Ok(())
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+}
+
+impl CleanableLocker<String> for SeedLocker {
+    fn cleanup(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let mut locks = self.locks();
+        let before = locks.len();
+        locks.retain(|_, lock| !lock.is_expired_at(now));
+        Ok(before - locks.len())
+    }
+}
+
+#[test]
+fn a_locker_of_the_seed_shape_passes_its_rows_job_helpers_included() {
+    let report = Suite::new().cleanable().run(SeedLocker::new);
+    report.assert_passed();
+    assert_eq!(report.passed().len(), 33);
+    let passed: Vec<&str> = report.passed().iter().map(|row| row.id).collect();
+    for job_row in ["J1", "J2", "J3", "J4", "J5", "J6"] {
+        assert!(passed.contains(&job_row), "{job_row} not run: {report}");
+    }
+    assert!(
+        report.skipped().iter().any(|row| row.id == "J7"),
+        "J7 is for lease lockers"
+    );
+}
+
+#[test]
+fn a_plain_locker_gives_its_jobs_no_fence_and_the_helpers_poll() {
+    let locker = SeedLocker::new(ManualClock::default());
+    assert!(locker.lease_locker().is_none());
+    let outcome = with_unique(&locker, "import", None, |lease| {
+        assert!(lease.check().unwrap());
+        lease.fence()
+    });
+    assert_eq!(outcome.unwrap(), Outcome::Ran(None));
+
+    // A waiter polls until the holder's release, with no queue to join.
+    assert!(
+        locker
+            .acquire("report", LockValue::new("other".into()))
+            .unwrap()
+    );
+    let waited = std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let options = OverlapOptions::new().wait(Duration::from_secs(30));
+            without_overlap(&locker, "report", options, |lease| lease.key().to_owned())
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished(), "waits while the key is held");
+        locker.release("report").unwrap();
+        waiter.join().unwrap()
+    });
+    assert_eq!(waited.unwrap(), Outcome::Ran("report".to_owned()));
 }

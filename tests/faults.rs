@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use hostlock::{
     CleanableLocker, Error, Fault, Faults, FileLocker, InspectableLocker, LeaseLocker, LockValue,
-    Locker, ManualClock, RawLeaseLocker, RenewableLocker,
+    Locker, ManualClock, RenewableLocker,
 };
 
 use common::{FILE, child, role, setting};

@@ -114,7 +114,7 @@ fn unique_runs_once_while_duplicates_arrive(locker: impl Subject, _clock: Manual
         lease.fence()
     })
     .unwrap();
-    assert!(matches!(outcome, Outcome::Ran(fence) if fence > 0));
+    assert!(matches!(outcome, Outcome::Ran(Some(fence)) if fence > 0));
     assert_eq!(skipped.load(Ordering::SeqCst), duplicates);
     assert!(!locker.exists("import").unwrap(), "released after the job");
     assert_eq!(

@@ -14,6 +14,10 @@ use crate::info::{LockInfo, LockState};
 use crate::locker::Locker;
 use crate::value::{LockValue, MAX_KEY_LEN, MAX_TOKEN_LEN, latest_expiry};
 
+use super::jobs::{
+    j1_unique_runs_and_releases, j2_unique_skips, j3_unique_ttl_and_panic, j4_unique_window,
+    j5_overlap_waits, j6_overlap_excludes, j7_helpers_use_leases,
+};
 use super::leases::{
     Held, LeaseOps, q1_try_lock_free, q2_try_lock_refused, q3_try_lock_for_waits,
     q4_waiter_past_its_wait, q5_unlock_releases, q6_stale_guard, q7_renew, q8_renew_lost,
@@ -242,6 +246,20 @@ pub(super) fn checks<L: Locker<String> + Sync>() -> Vec<Check<L>> {
             "a keep-alive notices a lock released by someone else";
         "Q10"  Lease   q10_hold_for
             "hold_for keeps the lock past its guard until the hold ends; a zero hold releases";
+        "J1"   Locker  j1_unique_runs_and_releases
+            "with_unique runs the job holding the key under its own token, and releases it";
+        "J2"   Locker  j2_unique_skips
+            "with_unique skips a held key; a duplicate leaves the running job's lock alone";
+        "J3"   Locker  j3_unique_ttl_and_panic
+            "with_unique's TTL is on the locker's clock, not zero; a panicking job releases";
+        "J4"   Locker  j4_unique_window
+            "with_unique_window holds the key for the window after the job, panic or not";
+        "J5"   Locker  j5_overlap_waits
+            "without_overlap waits for a release, gives up after its wait, or does not wait";
+        "J6"   Locker  j6_overlap_excludes
+            "without_overlap never runs two jobs of a key at once (4 threads, 20 runs)";
+        "J7"   Lease   j7_helpers_use_leases
+            "a lease locker gives the helpers fences and renewed TTLs";
     }
 }
 

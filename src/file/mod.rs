@@ -546,10 +546,6 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
             self.store().wait_commit(seen, left.min(CROSS_PROCESS_POLL));
         }
     }
-
-    fn now(&self) -> SystemTime {
-        self.clock_now()
-    }
 }
 
 /// Settings for opening a [`FileLocker`]; made by [`FileLocker::builder`].
@@ -930,6 +926,10 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
                 Err(_) => Ok(((), true)),
             },
         )
+    }
+
+    fn now(&self) -> SystemTime {
+        self.clock_now()
     }
 
     fn lease_locker(&self) -> Option<Arc<dyn RawLeaseLocker<T> + Send + Sync>>
