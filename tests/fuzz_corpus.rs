@@ -6,21 +6,22 @@
 //!   re-encodes to the same bytes). The hand-written seeds named `valid_*`
 //!   must also decode.
 //! - `fuzz/corpus/open_file/`: every file goes through
-//!   `hostlock::fuzzing::open_file`, which panics on a panic of the locker, an
+//!   `hostlock_testkit::open_file`, which panics on a panic of the locker, an
 //!   error that does not describe the file, or a sound file that misbehaves.
 //!   The seeds named `valid_*` must open.
 //! - `fuzz/corpus/ops_model/`: every file goes through
-//!   `hostlock::fuzzing::ops_model`, which panics when a locker's result or
+//!   `hostlock_testkit::ops_model`, which panics when a locker's result or
 //!   state differs from the model of docs/semantics.md.
 //! - `fuzz/corpus/ops_faults/`: every file goes through
-//!   `hostlock::fuzzing::ops_faults`, the same with the storage failing at
+//!   `hostlock_testkit::ops_faults`, the same with the storage failing at
 //!   chosen writes and syncs.
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use hostlock::fuzzing::{decode_record, open_file, ops_faults, ops_model};
+use hostlock::fuzzing::decode_record;
+use hostlock_testkit::{open_file, ops_faults, ops_model};
 
 fn corpus_files(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,4 @@
-//! Fuzz target: operation sequences on a `FileLocker` whose storage fails at chosen writes and syncs agree with the model of docs/semantics.md; see `hostlock::fuzzing::ops_faults`.
+//! Fuzz target: operation sequences on a `FileLocker` whose storage fails at chosen writes and syncs agree with the model of docs/semantics.md; see `hostlock_testkit::ops_faults`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,5 +9,5 @@ use scratch::scratch_dir;
 
 fuzz_target!(|data: &[u8]| {
     let dir = scratch_dir();
-    hostlock::fuzzing::ops_faults(dir.path(), data);
+    hostlock_testkit::ops_faults(dir.path(), data);
 });

@@ -1,4 +1,4 @@
-//! Fuzz target: operation sequences give the same results on a `FileLocker`, a `MemoryLocker` and the model of docs/semantics.md; see `hostlock::fuzzing::ops_model`.
+//! Fuzz target: operation sequences give the same results on a `FileLocker`, a `MemoryLocker` and the model of docs/semantics.md; see `hostlock_testkit::ops_model`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,5 +9,5 @@ use scratch::scratch_dir;
 
 fuzz_target!(|data: &[u8]| {
     let dir = scratch_dir();
-    hostlock::fuzzing::ops_model(dir.path(), data);
+    hostlock_testkit::ops_model(dir.path(), data);
 });
