@@ -95,9 +95,10 @@ pub enum Error {
         supported: u32,
     },
     /// A stored lock value could not be decoded as the requested type `T`:
-    /// the file was written by a program using another value type.
+    /// the store was written by a program using another value type.
     ValueType {
-        /// The path of the file.
+        /// The path of the file; for a store that is not a file, what names
+        /// it (`redis 127.0.0.1:6379`).
         path: PathBuf,
         /// The key whose value did not decode.
         key: String,
@@ -263,7 +264,7 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "the value of lock {key:?} in {} is not a {expected} ({detail}); \
-                 was the file written with another value type?",
+                 did a program with another value type store it?",
                 path.display()
             ),
             Error::Encode { detail } => write!(f, "cannot encode the lock value: {detail}"),
