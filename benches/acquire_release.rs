@@ -1,6 +1,9 @@
 //! Time per operation of each lock store, against baselines measured in the
 //! same run (criterion). The stores are those of `benches/common/mod.rs`.
 //!
+//! The stores include the lockers of the sibling crates (`sqlite_locker`,
+//! `redis_locker`); the bench starts its own `redis-server`.
+//!
 //! - `cycle_distinct_keys/<store>`: one thread, acquire then release, each
 //!   cycle on another key. `fs2_lock_unlock` (an OS lock and unlock of one
 //!   file) is the floor of any lock shared between processes;
@@ -30,7 +33,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Handle, Kind, Shared, format_duration, format_rate, median};
+use common::{Handle, Kind, RedisServer, Shared, format_duration, format_rate, median};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
 use hostlock::LeaseLocker;
@@ -295,9 +298,17 @@ fn contended(c: &mut Criterion, recorder: &Recorder, stores: &[(Kind, Shared)]) 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let dir = tempfile::tempdir().expect("temp dir");
+    let redis = RedisServer::start();
     let stores: Vec<(Kind, Shared)> = Kind::ALL
         .into_iter()
-        .map(|kind| (kind, Shared::open(kind, &kind.path_in(dir.path()))))
+        .map(|kind| {
+            let path = kind.path_in(dir.path());
+            let shared = match kind {
+                Kind::RedisLocker => Shared::redis(redis.url(), &path),
+                _ => Shared::open(kind, &path),
+            };
+            (kind, shared)
+        })
         .collect();
     let recorder = Recorder::default();
     single_thread(&mut c, &recorder, &stores);

@@ -1,13 +1,16 @@
-//! Processes sharing one lock file: aggregate throughput, latency and
-//! fairness, for hostlock in both durabilities and the SQLite lock table with
-//! `synchronous=FULL` and `NORMAL` (the stores of `benches/common/mod.rs`).
+//! Processes sharing one lock store: aggregate throughput, latency and
+//! fairness, for hostlock in both durabilities, the SQLite lock table with
+//! `synchronous=FULL` and `NORMAL`, and the lockers of the sibling crates
+//! over SQLite and Redis (the stores of `benches/common/mod.rs`; the bench
+//! starts its own `redis-server`).
 //!
 //! Every run starts 2 or 4 processes (this binary again, its role in an
 //! environment variable) that open the store, start together, and cycle
 //! acquire+release for a fixed time, either on keys of their own or all on
 //! one key. On one key, a process whose acquire is refused tries again at
-//! once; `hostlock_immediate_queued` instead waits in line with
-//! `try_lock_for` (a guard: session-bound, first come first served).
+//! once; `hostlock_immediate_queued`, `sqlite_locker_queued` and
+//! `redis_locker_queued` instead wait in line with `try_lock_for` (a guard:
+//! bound to its holder, first come first served).
 //!
 //! Per run it reports completed cycles per second of all processes together,
 //! the 50th and 99th percentile of the time one cycle took (acquire, retries
@@ -27,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Kind, Shared, format_duration, format_rate, median};
+use common::{Handle, Kind, RedisServer, Shared, format_duration, format_rate, median};
 use hostlock::LeaseLocker;
 
 /// Set in a child: "STORE MODE START_MS END_MS INDEX PATH".
@@ -104,15 +107,17 @@ fn child(spec: &str) {
         n += 1;
         let start = Instant::now();
         if mode == Mode::OneKeyQueued {
-            let Shared::File(locker) = &shared else {
-                panic!("queued waits are hostlock's");
-            };
             let wait = end.saturating_duration_since(start);
-            match locker.try_lock_for(key, n as u64, Some(common::TTL), wait) {
-                Ok(Some(guard)) => assert!(guard.unlock().expect("unlock")),
-                Ok(None) => break 'cycles,
-                Err(hostlock::Error::Busy { .. }) => continue 'cycles,
-                Err(e) => panic!("try_lock_for: {e}"),
+            let served = match &handle {
+                Handle::File(locker) => queued_cycle(locker, key, n as u64, wait),
+                Handle::SqliteLocker(locker) => queued_cycle(locker, key, n as u64, wait),
+                Handle::RedisLocker(locker) => queued_cycle(locker, key, n as u64, wait),
+                _ => panic!("queued waits are for lease lockers"),
+            };
+            match served {
+                Some(true) => {}
+                Some(false) => continue 'cycles,
+                None => break 'cycles,
             }
         } else {
             while !handle.acquire(key, n as u64) {
@@ -133,6 +138,25 @@ fn child(spec: &str) {
     }
 }
 
+/// One wait in line for `key` and its release: `Some(true)` when served,
+/// `Some(false)` when the store was busy, `None` when `wait` ran out.
+fn queued_cycle<L: LeaseLocker<u64>>(
+    locker: &L,
+    key: &str,
+    value: u64,
+    wait: Duration,
+) -> Option<bool> {
+    match locker.try_lock_for(key, value, Some(common::TTL), wait) {
+        Ok(Some(guard)) => {
+            assert!(guard.unlock().expect("unlock"));
+            Some(true)
+        }
+        Ok(None) => None,
+        Err(hostlock::Error::Busy { .. }) => Some(false),
+        Err(e) => panic!("try_lock_for: {e}"),
+    }
+}
+
 /// What one run measured.
 struct Run {
     busy_retries: u64,
@@ -150,10 +174,13 @@ fn percentile(sorted: &[u128], fraction: f64) -> Duration {
     Duration::from_nanos(u64::try_from(sorted[at]).expect("a short cycle"))
 }
 
-fn run(kind: Kind, mode: Mode, processes: usize, secs: u64) -> Run {
+fn run(kind: Kind, mode: Mode, processes: usize, secs: u64, redis_url: &str) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = kind.path_in(dir.path());
-    drop(Shared::open(kind, &path));
+    match kind {
+        Kind::RedisLocker => drop(Shared::redis(redis_url, &path)),
+        _ => drop(Shared::open(kind, &path)),
+    }
     let exe = std::env::current_exe().expect("the bench binary");
     // Time to start and open the store before the common start.
     let start = epoch_ms(SystemTime::now()) + 500 + 100 * processes as u64;
@@ -168,6 +195,7 @@ fn run(kind: Kind, mode: Mode, processes: usize, secs: u64) -> Run {
             );
             Command::new(&exe)
                 .env(CHILD, spec)
+                .env(common::REDIS_URL, redis_url)
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("start a child")
@@ -226,27 +254,28 @@ fn main() {
     }
     let secs = common::env_number("HOSTLOCK_BENCH_SECS", 5);
     let rounds = common::env_number("HOSTLOCK_BENCH_ROUNDS", 3);
+    let redis = RedisServer::start();
     let mut configs = Vec::new();
     for mode in [Mode::OneKey, Mode::OwnKeys] {
         for processes in [2, 4] {
-            for kind in Kind::FILES {
+            for kind in Kind::FILES.into_iter().chain(Kind::SIBLINGS) {
                 configs.push((kind, kind.name(), mode, processes));
             }
             if mode == Mode::OneKey {
-                let queued = "hostlock_immediate_queued";
-                configs.push((
-                    Kind::HostlockImmediate,
-                    queued,
-                    Mode::OneKeyQueued,
-                    processes,
-                ));
+                for (kind, queued) in [
+                    (Kind::HostlockImmediate, "hostlock_immediate_queued"),
+                    (Kind::SqliteLocker, "sqlite_locker_queued"),
+                    (Kind::RedisLocker, "redis_locker_queued"),
+                ] {
+                    configs.push((kind, queued, Mode::OneKeyQueued, processes));
+                }
             }
         }
     }
     let mut rows = Vec::new();
     for (kind, label, mode, processes) in configs {
         let runs: Vec<Run> = (0..rounds)
-            .map(|_| run(kind, mode, processes, secs))
+            .map(|_| run(kind, mode, processes, secs, redis.url()))
             .collect();
         let of = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let row = Row {

@@ -10,6 +10,14 @@
 //!   connection per thread, writes in `BEGIN IMMEDIATE` transactions, a busy
 //!   timeout of 5 s.
 //!
+//! - `sqlite_locker`: `hostlock_sqlite::SqliteLocker`, the contract's locker
+//!   over SQLite (WAL, `synchronous=FULL`, `BEGIN IMMEDIATE`, a session
+//!   heartbeat), one handle per thread.
+//! - `redis_locker`: `hostlock_redis::RedisLocker` against a `redis-server`
+//!   the bench starts on a loopback port, with `appendonly yes` and
+//!   `appendfsync always` (durable like `Durability::Immediate`), one handle
+//!   per thread.
+//!
 //! Every lock carries a 60 s expiry. A call that finds the file busy past its
 //! busy timeout is retried and counted ([`busy_retries`]), so that a starved
 //! caller shows in the report instead of ending the run.
@@ -22,6 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hostlock::{Durability, FileLocker, LockValue, Locker, MemoryLocker};
+use hostlock_redis::RedisLocker;
+use hostlock_sqlite::SqliteLocker;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 /// The expiry of every lock the benches take.
@@ -45,6 +55,8 @@ pub(crate) enum Kind {
     HostlockRelaxed,
     SqliteFull,
     SqliteNormal,
+    SqliteLocker,
+    RedisLocker,
 }
 
 impl Kind {
@@ -56,13 +68,18 @@ impl Kind {
         Kind::SqliteNormal,
     ];
 
+    /// The lockers of the sibling crates, shared between processes.
+    pub(crate) const SIBLINGS: [Kind; 2] = [Kind::SqliteLocker, Kind::RedisLocker];
+
     /// Every store, in report order.
-    pub(crate) const ALL: [Kind; 5] = [
+    pub(crate) const ALL: [Kind; 7] = [
         Kind::Memory,
         Kind::HostlockImmediate,
         Kind::HostlockRelaxed,
         Kind::SqliteFull,
         Kind::SqliteNormal,
+        Kind::SqliteLocker,
+        Kind::RedisLocker,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -72,6 +89,8 @@ impl Kind {
             Kind::HostlockRelaxed => "hostlock_relaxed",
             Kind::SqliteFull => "sqlite_full",
             Kind::SqliteNormal => "sqlite_normal",
+            Kind::SqliteLocker => "sqlite_locker",
+            Kind::RedisLocker => "redis_locker",
         }
     }
 
@@ -91,7 +110,10 @@ impl Kind {
 
     /// The file this store keeps in `dir`.
     pub(crate) fn path_in(self, dir: &Path) -> PathBuf {
-        let extension = if self.is_sqlite() { "sqlite" } else { "redb" };
+        let extension = match self {
+            Kind::SqliteFull | Kind::SqliteNormal | Kind::SqliteLocker => "sqlite",
+            _ => "redb",
+        };
         dir.join(format!("{}.{extension}", self.name()))
     }
 
@@ -107,6 +129,9 @@ pub(crate) enum Shared {
     Memory(MemoryLocker<u64>),
     File(FileLocker<u64>),
     Sqlite(PathBuf, Synchronous),
+    SqliteLocker(PathBuf),
+    /// The server's URL, and the key prefix of this store.
+    RedisLocker(String, String),
 }
 
 impl Shared {
@@ -126,7 +151,24 @@ impl Shared {
                 drop(SqliteLocks::open(path, sync));
                 Shared::Sqlite(path.to_owned(), sync)
             }
+            Kind::SqliteLocker => {
+                drop(open_sqlite_locker(path));
+                Shared::SqliteLocker(path.to_owned())
+            }
+            Kind::RedisLocker => {
+                let url = std::env::var(REDIS_URL)
+                    .unwrap_or_else(|_| panic!("{REDIS_URL} names the bench's redis-server"));
+                Shared::redis(&url, path)
+            }
         }
+    }
+
+    /// The Redis locker on the server at `url`, under a prefix of `path`'s
+    /// own: runs of the same bench share the server, not their keys.
+    pub(crate) fn redis(url: &str, path: &Path) -> Shared {
+        let prefix = format!("bench:{}:", path.display());
+        drop(open_redis_locker(url, &prefix));
+        Shared::RedisLocker(url.to_owned(), prefix)
     }
 
     /// A handle for one thread: a clone of the locker, or a new SQLite
@@ -136,6 +178,8 @@ impl Shared {
             Shared::Memory(locker) => Handle::Memory(locker.clone()),
             Shared::File(locker) => Handle::File(locker.clone()),
             Shared::Sqlite(path, sync) => Handle::Sqlite(SqliteLocks::open(path, *sync)),
+            Shared::SqliteLocker(path) => Handle::SqliteLocker(open_sqlite_locker(path)),
+            Shared::RedisLocker(url, prefix) => Handle::RedisLocker(open_redis_locker(url, prefix)),
         }
     }
 }
@@ -150,12 +194,95 @@ pub(crate) fn open_hostlock(path: &Path, durability: Durability) -> FileLocker<u
         .expect("open the hostlock file")
 }
 
+/// Opens the SQLite locker at `path` with the benches' busy timeout.
+pub(crate) fn open_sqlite_locker(path: &Path) -> SqliteLocker<u64> {
+    SqliteLocker::builder(path)
+        .busy_timeout(BUSY_TIMEOUT)
+        .open()
+        .expect("open the SQLite locker")
+}
+
+/// Opens a Redis locker on the bench's server, under `prefix`.
+pub(crate) fn open_redis_locker(url: &str, prefix: &str) -> RedisLocker<u64> {
+    RedisLocker::builder(url)
+        .prefix(prefix)
+        .open()
+        .expect("connect to the bench's redis-server")
+}
+
+/// The environment variable that gives a bench process the URL of the
+/// `redis-server` its parent started.
+pub(crate) const REDIS_URL: &str = "HOSTLOCK_BENCH_REDIS_URL";
+
+/// A `redis-server` of the bench's own, on a free loopback port, in a
+/// temporary directory, every write synced (`appendfsync always`); stopped
+/// on drop.
+pub(crate) struct RedisServer {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl RedisServer {
+    /// Starts the server. Child processes learn its URL through
+    /// [`REDIS_URL`].
+    pub(crate) fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server (Debian: apt-get install redis-server)");
+        let url = format!("redis://127.0.0.1:{port}/");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            _dir: dir,
+            url,
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One thread's way into a store.
 #[derive(Debug)]
 pub(crate) enum Handle {
     Memory(MemoryLocker<u64>),
     File(FileLocker<u64>),
     Sqlite(SqliteLocks),
+    SqliteLocker(SqliteLocker<u64>),
+    RedisLocker(RedisLocker<u64>),
 }
 
 impl Handle {
@@ -165,6 +292,8 @@ impl Handle {
             Handle::Memory(locker) => locker_acquire(locker, key, value),
             Handle::File(locker) => locker_acquire(locker, key, value),
             Handle::Sqlite(sqlite) => sqlite.acquire(key, value, expiry_ms(TTL)),
+            Handle::SqliteLocker(locker) => locker_acquire(locker, key, value),
+            Handle::RedisLocker(locker) => locker_acquire(locker, key, value),
         }
     }
 
@@ -174,6 +303,8 @@ impl Handle {
             Handle::Memory(locker) => locker_release(locker, key),
             Handle::File(locker) => locker_release(locker, key),
             Handle::Sqlite(sqlite) => sqlite.release(key),
+            Handle::SqliteLocker(locker) => locker_release(locker, key),
+            Handle::RedisLocker(locker) => locker_release(locker, key),
         }
     }
 
@@ -183,6 +314,8 @@ impl Handle {
             Handle::Memory(locker) => locker.get(key).expect("get").map(|lock| lock.value),
             Handle::File(locker) => locker.get(key).expect("get").map(|lock| lock.value),
             Handle::Sqlite(sqlite) => sqlite.get(key),
+            Handle::SqliteLocker(locker) => locker.get(key).expect("get").map(|lock| lock.value),
+            Handle::RedisLocker(locker) => locker.get(key).expect("get").map(|lock| lock.value),
         }
     }
 }
