@@ -2,7 +2,11 @@
 //! file, and run a command while holding one. `docs/cli.md` documents the
 //! commands, their JSON output and their exit codes.
 
+mod args;
 mod duration;
+mod exit;
+mod generated;
+mod help;
 mod render;
 
 use std::io::Write;
@@ -16,149 +20,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use ciborium::Value as Cbor;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use hostlock::{
     CleanableLocker, FileLocker, InspectableLocker, LeaseLocker, LockGuard, Locker, RenewableLocker,
 };
 use serde_json::json;
 
-/// Exit code: an error (bad input, an unusable file); the message is on stderr.
-const FAILED: u8 = 1;
-/// Exit code: a usage error, as the argument parser reports them.
-const USAGE: u8 = 2;
-/// Exit code: no such lock, or it is not held with the given token.
-const NOT_HELD: u8 = 3;
-/// Exit code: the key is held by someone else (like `flock -E`), or a
-/// `--unique-window` run already happened within the window.
-const BUSY: u8 = 75;
-/// Exit code: `run` lost its lease while the command ran.
-const LEASE_LOST: u8 = 76;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "hostlock",
-    version,
-    about = "Named, expiring locks in a lock file shared by the processes of a host"
-)]
-struct Cli {
-    /// The lock file.
-    #[arg(long, env = "HOSTLOCK_FILE", global = true)]
-    file: Option<PathBuf>,
-    /// The permissions of the lock file if this command creates it, in octal:
-    /// 600 (the default) keeps its locks to its owner, 660 shares them with
-    /// its group.
-    #[arg(long, global = true, value_parser = parse_mode)]
-    mode: Option<u32>,
-    /// Open a lock file that another local user could replace (another
-    /// user's file in /tmp, a world-writable file or directory); refused by
-    /// default, since whoever can replace it can split its locks.
-    #[arg(long, global = true)]
-    trust_path: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// List the live locks (with --all, also expired ones not yet removed).
-    List {
-        /// Include expired locks and those of holders that are gone.
-        #[arg(long)]
-        all: bool,
-        /// Print a JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one lock, live or not; exits 3 if there is none.
-    Get {
-        key: String,
-        /// Print a JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Take a lock that outlives this command; prints its token and fence.
-    Acquire {
-        key: String,
-        /// Expire after this long (500ms, 30s, 5m, 2h, 1d); default: never.
-        #[arg(long)]
-        ttl: Option<String>,
-        /// The value to store, as JSON; default: null.
-        #[arg(long)]
-        value: Option<String>,
-        /// Wait this long for the key, in line with other waiters.
-        #[arg(long)]
-        wait: Option<String>,
-        /// Print a JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Release a lock if it is held with this token.
-    Release {
-        key: String,
-        #[arg(long)]
-        token: String,
-    },
-    /// Remove a lock whoever holds it.
-    ForceRelease { key: String },
-    /// Set a held lock's expiry to this long from now, if held with this token.
-    Renew {
-        key: String,
-        #[arg(long)]
-        token: String,
-        #[arg(long)]
-        ttl: String,
-    },
-    /// Remove expired locks and those of holders that are gone.
-    Cleanup,
-    /// Give the file's free space back to the file system.
-    Compact,
-    /// Verify the whole file: exits 1 if anything is wrong.
-    Check,
-    /// Run a command while holding a lock: exits with the command's status.
-    Run {
-        key: String,
-        /// Hold a lease of this long, renewed while the command runs;
-        /// default: held until the command ends.
-        #[arg(long)]
-        ttl: Option<String>,
-        /// Wait at most this long for the key; default: as long as it takes.
-        #[arg(long, conflicts_with = "no_wait")]
-        wait: Option<String>,
-        /// Do not wait: exit 75 at once if the key is held.
-        #[arg(long)]
-        no_wait: bool,
-        /// Run at most once per window: keep the key for this long after the
-        /// command ends, and exit 75 (without running) within the window.
-        #[arg(long, conflicts_with_all = ["wait", "ttl"])]
-        unique_window: Option<String>,
-        /// The command and its arguments.
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
-}
-
-impl Command {
-    /// The key the command works on, if any.
-    fn key(&self) -> Option<&str> {
-        match self {
-            Command::List { .. } | Command::Cleanup | Command::Compact | Command::Check => None,
-            Command::Get { key, .. }
-            | Command::Acquire { key, .. }
-            | Command::Release { key, .. }
-            | Command::ForceRelease { key }
-            | Command::Renew { key, .. }
-            | Command::Run { key, .. } => Some(key),
-        }
-    }
-}
-
-/// An octal file mode such as 600 or 0660.
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text, 8)
-        .ok()
-        .filter(|mode| *mode <= 0o7777)
-        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 600 or 660"))
-}
+use crate::args::{Cli, Command};
+use crate::exit::{BUSY, FAILED, LEASE_LOST, NOT_HELD, USAGE};
 
 /// The library's key rules, checked before the file is opened.
 fn check_key(key: &str) -> Result<(), String> {
@@ -201,6 +70,14 @@ fn failed(path: &Path, e: hostlock::Error) -> Failure {
     }
 }
 
+/// Writes generated text (a completion script, a man page) to stdout.
+fn emit(out: &mut dyn Write, text: &[u8]) -> Result<u8, Failure> {
+    out.write_all(text)
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::new(FAILED, format!("cannot write output: {e}")))?;
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -213,37 +90,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let path = cli.file.ok_or_else(|| {
-        Failure::new(
-            FAILED,
-            "no lock file given: pass --file PATH or set HOSTLOCK_FILE",
-        )
-    })?;
+    // Completion scripts and man pages need no lock file.
+    let uses_file = !matches!(
+        cli.command,
+        Command::Completions { .. } | Command::Man { .. }
+    );
+    let path = match cli.file {
+        Some(path) => path,
+        None if uses_file => {
+            return Err(Failure::new(
+                FAILED,
+                "no lock file given: pass --file PATH or set HOSTLOCK_FILE",
+            ));
+        }
+        None => PathBuf::new(),
+    };
     // Bad input is reported with the file, on one line, before the file is
     // opened, so that it creates nothing.
     let invalid = |message: String| Failure::new(FAILED, format!("{}: {message}", path.display()));
-    let parse = |text: Option<String>| {
-        text.map(|t| duration::parse(&t))
-            .transpose()
-            .map_err(invalid)
-    };
     if let Some(key) = cli.command.key() {
         check_key(key).map_err(invalid)?;
     }
-    // A lease of zero length would end before the command began.
-    if let Command::Acquire { ttl: Some(ttl), .. }
-    | Command::Run { ttl: Some(ttl), .. }
-    | Command::Renew { ttl, .. } = &cli.command
-        && duration::parse(ttl).is_ok_and(|ttl| ttl.is_zero())
-    {
-        return Err(Failure::new(
-            USAGE,
-            format!("--ttl {ttl}: a lease must be longer than zero"),
-        ));
-    }
     // Only the commands that take a lock may create the file.
     let creates = matches!(cli.command, Command::Acquire { .. } | Command::Run { .. });
-    if !creates && !path.exists() {
+    if uses_file && !creates && !path.exists() {
         return Err(invalid("no such lock file".to_owned()));
     }
     let fail = |e| failed(&path, e);
@@ -271,6 +141,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let not_held =
         |key: &str| Failure::new(NOT_HELD, format!("{key:?} is not held with that token"));
     match cli.command {
+        Command::Completions { shell } => emit(out, &generated::completions(shell)),
+        Command::Man { command } => {
+            let page = generated::man(command.as_deref()).map_err(|e| Failure::new(USAGE, e))?;
+            emit(out, &page)
+        }
         Command::List { all, json } => {
             let entries = open_to_look()?.list(all).map_err(fail)?;
             // What cannot be shown (a damaged record) is said on stderr, and
@@ -313,7 +188,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             wait,
             json,
         } => {
-            let (ttl, wait) = (parse(ttl)?, parse(wait)?);
             let value = match value {
                 Some(text) => render::from_json(&text).map_err(invalid)?,
                 None => Cbor::Null,
@@ -366,7 +240,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Renew { key, token, ttl } => {
-            let ttl = duration::parse(&ttl).map_err(invalid)?;
             let at = SystemTime::now()
                 .checked_add(ttl)
                 .ok_or_else(|| invalid("the TTL is too long".to_owned()))?;
@@ -417,13 +290,20 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Run {
             key,
-            ttl,
             wait,
             no_wait,
+            shell_command,
+            conflict_exit_code,
+            quiet,
+            ttl,
             unique_window,
             command,
         } => {
-            let (ttl, wait, unique_window) = (parse(ttl)?, parse(wait)?, parse(unique_window)?);
+            // `-c CMD` runs through the shell, as flock(1) runs it.
+            let command = match shell_command {
+                Some(script) => vec!["sh".to_owned(), "-c".to_owned(), script],
+                None => command,
+            };
             let locker = open()?;
             let guard = if no_wait || unique_window.is_some() {
                 locker.try_lock(&key, Cbor::Null, ttl)
@@ -435,13 +315,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             .map_err(fail)?;
             let Some(mut guard) = guard else {
+                // Busy is an expected outcome under cron: with -q it is
+                // said by the exit code alone.
+                if quiet {
+                    return Ok(conflict_exit_code);
+                }
                 let why = if unique_window.is_some() {
                     "ran within its window or is running"
                 } else {
                     "is held"
                 };
                 let message = format!("{key:?} {why}; not running the command");
-                return Err(Failure::new(BUSY, message));
+                return Err(Failure::new(conflict_exit_code, message));
             };
             if let Some(ttl) = ttl {
                 let interval = (ttl / 3).max(Duration::from_millis(10));

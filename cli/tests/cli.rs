@@ -268,8 +268,14 @@ fn bad_input_is_one_line_naming_the_file() {
     let env = Env::new();
     let file = env.file.display().to_string();
     fails(&env.run(&["list"]), 1, &file); // missing file
-    fails(&env.run(&["acquire", "k", "--ttl", "3q"]), 1, "3q");
-    fails(&env.run(&["acquire", "k", "--ttl", "3q"]), 1, &file);
+    // A bad duration is a usage error, which the argument parser reports.
+    let out = env.run(&["acquire", "k", "--ttl", "3q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("'3q' for '--ttl <D>'"),
+        "{}",
+        stderr(&out)
+    );
     fails(&env.run(&["acquire", "k", "--value", "{bad"]), 1, &file);
     fails(&env.run(&["acquire", "", "--ttl", "1s"]), 1, "key");
     let foreign = env.dir.path().join("notes.txt");
