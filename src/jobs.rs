@@ -402,6 +402,16 @@ impl OverlapOptions {
     pub fn try_once(self) -> OverlapOptions {
         self.wait(Duration::ZERO)
     }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn ttl_limit(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait_limit(&self) -> Option<Duration> {
+        self.wait
+    }
 }
 
 /// Runs `job` once no other run of `key` is running: waits its turn, runs,

@@ -97,6 +97,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod clock;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -108,6 +110,8 @@ mod jobs;
 mod locker;
 mod memory;
 mod shared;
+#[cfg(feature = "tokio")]
+mod signal;
 mod value;
 
 #[cfg(feature = "conformance")]
@@ -118,6 +122,11 @@ pub mod conformance;
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[cfg(feature = "tokio")]
+pub use crate::aio::{
+    AsyncGuard, AsyncLocker, AsyncRawLeaseLocker, Blocking, with_unique_async,
+    with_unique_window_async, without_overlap_async,
+};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::error::{Error, Result};
 #[cfg(feature = "fault-injection")]

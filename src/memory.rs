@@ -1,5 +1,8 @@
 //! `MemoryLocker`: the in-process locker.
 
+#[cfg(feature = "tokio")]
+mod aio;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -38,6 +41,9 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     // Notified whenever an entry is removed, for the threads waiting for a key.
     released: Condvar,
+    // The same, for tasks waiting for a key.
+    #[cfg(feature = "tokio")]
+    released_signal: crate::signal::Signal,
     clock: Arc<dyn Clock>,
 }
 
@@ -191,6 +197,8 @@ impl<T> MemoryLocker<T> {
                     ticket: 0,
                 }),
                 released: Condvar::new(),
+                #[cfg(feature = "tokio")]
+                released_signal: crate::signal::Signal::default(),
                 clock: Arc::new(clock),
             }),
         }
@@ -211,6 +219,8 @@ impl<T> MemoryLocker<T> {
 
     fn notify_released(&self) {
         self.shared.released.notify_all();
+        #[cfg(feature = "tokio")]
+        self.shared.released_signal.notify();
     }
 }
 

@@ -419,6 +419,11 @@ fn a_stopped_waiter_does_not_block_a_free_key() {
     eventually("the child is queued", || {
         locker.waiters("key").unwrap() == 1
     });
+    // Its queue entry shows once the commit is visible, a moment before the
+    // child lets go of the file's write lock: stopped in that moment, it
+    // would make every writer busy (as any writer stopped mid-commit does,
+    // tests/multiprocess.rs). Let it get back to waiting, which only reads.
+    thread::sleep(Duration::from_millis(200));
     let pid = child.0.id();
     let took = common::while_stopped(pid, Duration::from_secs(60), || {
         drop(held);

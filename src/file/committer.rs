@@ -64,6 +64,9 @@ pub(crate) trait Job: Send {
 struct Reply<R> {
     slot: Mutex<Answer<R>>,
     ready: Condvar,
+    /// The task awaiting the answer, for an operation sent from async code.
+    #[cfg(feature = "tokio")]
+    waker: Mutex<Option<std::task::Waker>>,
 }
 
 enum Answer<R> {
@@ -79,6 +82,8 @@ impl<R> Reply<R> {
         Arc::new(Reply {
             slot: Mutex::new(Answer::Waiting),
             ready: Condvar::new(),
+            #[cfg(feature = "tokio")]
+            waker: Mutex::new(None),
         })
     }
 
@@ -89,6 +94,28 @@ impl<R> Reply<R> {
         }
         drop(slot);
         self.ready.notify_one();
+        #[cfg(feature = "tokio")]
+        if let Some(waker) = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// The answer, if it has come; otherwise registers the task to wake.
+    #[cfg(feature = "tokio")]
+    fn poll_answer(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Answer<R>> {
+        // The waker first, then the look: an answer given in between finds
+        // the waker, or shows in the look.
+        *self.waker.lock().unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*slot, Answer::Waiting) {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(std::mem::replace(&mut *slot, Answer::Lost))
     }
 
     /// Waits until the answer comes or `until` passes (`None`: for good).
@@ -380,6 +407,112 @@ impl Committer {
             });
         }
         reply.wait(None).map_or_else(|| Err(closed()), answered)
+    }
+}
+
+/// An operation sent from async code, whose answer is awaited rather than
+/// waited for. Dropping it leaves the operation to run all the same.
+#[cfg(feature = "tokio")]
+pub(crate) struct Pending<R> {
+    reply: Arc<Reply<R>>,
+    state: Arc<AtomicU8>,
+    submitted: Instant,
+    deadline: Instant,
+    path: std::path::PathBuf,
+}
+
+#[cfg(feature = "tokio")]
+impl<R> Pending<R> {
+    /// The operation's result. Like [`Committer::submit`], gives up with
+    /// [`Error::Busy`] if the operation's transaction has not begun by the
+    /// busy timeout.
+    pub(crate) async fn answer(self) -> Result<R> {
+        let slack = tokio::time::Instant::from_std(self.deadline + Duration::from_millis(50));
+        tokio::select! {
+            answer = Answered(&self.reply) => return self.answered(answer),
+            () = tokio::time::sleep_until(slack) => {}
+        }
+        let gave_up = self
+            .state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if gave_up {
+            return Err(Error::Busy {
+                path: self.path.clone(),
+                waited: self.submitted.elapsed(),
+            });
+        }
+        let answer = Answered(&self.reply).await;
+        self.answered(answer)
+    }
+
+    fn answered(&self, answer: Answer<R>) -> Result<R> {
+        match answer {
+            Answer::Given(result) => result,
+            Answer::Waiting | Answer::Lost => Err(Error::Storage {
+                path: self.path.clone(),
+                detail: "the handle's commit thread has stopped".to_owned(),
+            }),
+        }
+    }
+}
+
+/// The future of a [`Reply`]'s answer.
+#[cfg(feature = "tokio")]
+struct Answered<'a, R>(&'a Reply<R>);
+
+#[cfg(feature = "tokio")]
+impl<R> std::future::Future for Answered<'_, R> {
+    type Output = Answer<R>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Answer<R>> {
+        self.0.poll_answer(cx)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Committer {
+    /// Queues `op` for the committer thread and returns at once: the caller
+    /// awaits the answer, or drops it and lets the operation run regardless.
+    /// Never runs a batch on the caller's thread, which may be a runtime's.
+    pub(crate) fn send<R, F>(
+        &self,
+        path: &std::path::Path,
+        busy_timeout: Duration,
+        op: F,
+    ) -> Result<Pending<R>>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
+    {
+        let submitted = Instant::now();
+        let deadline = submitted + busy_timeout;
+        let reply = Reply::new();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let job = Typed {
+            op,
+            result: None,
+            reply: Some(Arc::clone(&reply)),
+            state: Arc::clone(&state),
+            submitted,
+            deadline,
+        };
+        let closed = || Error::Storage {
+            path: path.to_owned(),
+            detail: "the handle's commit thread has stopped".to_owned(),
+        };
+        let jobs = self.jobs.as_ref().ok_or_else(closed)?;
+        jobs.send(Box::new(job)).map_err(|_| closed())?;
+        Ok(Pending {
+            reply,
+            state,
+            submitted,
+            deadline,
+            path: path.to_owned(),
+        })
     }
 }
 

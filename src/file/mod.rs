@@ -10,6 +10,8 @@
 //! - `backend.rs`: the storage under the engine; `durability.rs`: relaxed
 //!   commits and the boot they belong to; `cleanup.rs`: the sweeper thread.
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod backend;
 mod cleanup;
 mod committer;
@@ -292,71 +294,28 @@ impl<T> FileLocker<T> {
         session: Option<u64>,
         queue: Queue,
     ) -> Result<Granted> {
-        // The lock last stored, should the commit fail: its exact bytes, which
-        // no other grant has (they hold its fence and this handle's session).
-        let attempted = Arc::new(Mutex::new(None));
-        let stored = Arc::clone(&attempted);
-        let owned_key = key.to_owned();
-        let value = value.to_vec();
-        let token = token.map(str::to_owned);
-        let granted = self.decide(move |store, tables, now| {
-            let key = owned_key.as_str();
-            let old = tables.get(key)?;
-            if let Some(old) = &old
-                && counts(store, old, now)?
-            {
-                return Ok((Granted::Refused, false));
-            }
-            if let Queue::Respect(ticket) = queue {
-                let gone = |session, limit| store.waiter_gone(session, limit);
-                let (turn, dropped) = tables.take_turn(key, ticket, monotonic_nanos(), gone)?;
-                if !turn {
-                    return Ok((Granted::Refused, dropped));
-                }
-            }
-            // The new lock replaces any expired entry; one that is itself
-            // already expired leaves the key free.
-            let replaced = old.is_some();
-            if let Some(old) = old {
-                tables.remove(key, &old)?;
-            }
-            let expires = match expiry {
-                Expiry::At(at) => at,
-                Expiry::After(ttl) => {
-                    ttl.and_then(|ttl| expiry_nanos(expiry_after(time_from_nanos(now), ttl)))
-                }
-            };
-            if expires.is_some_and(|at| at < now) {
-                return Ok((Granted::Vacuous, replaced));
-            }
-            let record = Record {
-                fence: tables.next_fence()?,
-                acquired: now,
-                pid: std::process::id(),
-                expires,
-                session,
-                origin: Some(store.session()),
-                token: token.as_deref(),
-                value: &value,
-            };
-            tables.insert(key, &record)?;
-            let lease = Lease {
-                fence: record.fence,
-                expires_at: record.expires_at(),
-            };
-            *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.encode());
-            Ok((Granted::Stored(lease), true))
-        });
+        let (op, attempted) = grant_op(key, value, token, expiry, session, queue);
+        let granted = self.decide(op);
+        self.settle_grant(key, granted, &attempted)
+    }
+
+    /// What a grant's caller does with its result: a failed commit may have
+    /// reached the file all the same (when the last sync failed), so the
+    /// lock is removed before anything else is read or written through this
+    /// handle, if it is this very grant. A commit that failed earlier gave
+    /// its fence to no one, so another grant of the key may carry the same
+    /// fence.
+    fn settle_grant(
+        &self,
+        key: &str,
+        granted: Result<Granted>,
+        attempted: &Attempted,
+    ) -> Result<Granted> {
         let attempted = attempted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         match (granted, attempted) {
-            // A failed commit may have reached the file all the same (when
-            // the last sync failed): the lock is removed before anything else
-            // is read or written through this handle, if it is this very
-            // grant. A commit that failed earlier gave its fence to no one,
-            // so another grant of the key may carry the same fence.
             (Err(e), Some(bytes)) if !matches!(e, Error::Replaced { .. }) => {
                 self.store().doubt(key, bytes);
                 Err(e)
@@ -374,31 +333,7 @@ impl<T> FileLocker<T> {
         expires_at: Option<SystemTime>,
         keep_session: bool,
     ) -> Result<bool> {
-        check_key(key)?;
-        check_token(token)?;
-        let new_expiry = expires_at.map(check_expiry).transpose()?;
-        let (key, token) = (key.to_owned(), token.to_owned());
-        self.decide(move |store, tables, now| {
-            let key = key.as_str();
-            if new_expiry.is_some_and(|at| at <= now) {
-                return Ok((false, false));
-            }
-            let Some(old) = tables.get(key)? else {
-                return Ok((false, false));
-            };
-            if old.token.as_deref() != Some(token.as_str()) || !counts(store, &old, now)? {
-                return Ok((false, false));
-            }
-            let stored = schema::decode_record(store.path(), key, &old.bytes)?;
-            let renewed = Record {
-                expires: new_expiry,
-                session: stored.session.filter(|_| keep_session),
-                ..stored
-            };
-            tables.remove(key, &old)?;
-            tables.insert(key, &renewed)?;
-            Ok((true, true))
-        })
+        self.decide(renew_op(key, token, expires_at, keep_session)?)
     }
 
     /// Whether a stored lock counts: not expired and its holder not gone.
@@ -443,6 +378,180 @@ impl<T> FileLocker<T> {
         self.store()
             .submit(move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now()))))
     }
+
+    /// Like [`decide`](Self::decide), for async callers: queues `f` for the
+    /// commit thread and returns at once, with the answer to await.
+    #[cfg(feature = "tokio")]
+    fn send<R, F>(&self, mut f: F) -> Result<committer::Pending<R>>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
+    {
+        let clock = Arc::clone(&self.inner.clock);
+        self.store()
+            .send(move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now()))))
+    }
+}
+
+/// A decision made in a write transaction (which it may share with other
+/// calls of the handle), given the time read after the transaction began
+/// (ns): its result, and whether it changed anything.
+trait Decision<R>: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static {}
+
+impl<R, F> Decision<R> for F where
+    F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static
+{
+}
+
+/// The lock last stored by a grant, should its commit fail: its exact
+/// bytes, which no other grant has (they hold its fence and the handle's
+/// session).
+type Attempted = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// The decision of a grant: stores a lock under `key` unless a lock that
+/// counts is there (or, with a queue to respect, it is not this caller's
+/// turn).
+fn grant_op(
+    key: &str,
+    value: &[u8],
+    token: Option<&str>,
+    expiry: Expiry,
+    session: Option<u64>,
+    queue: Queue,
+) -> (impl Decision<Granted> + use<>, Attempted) {
+    let attempted = Arc::new(Mutex::new(None));
+    let stored = Arc::clone(&attempted);
+    let owned_key = key.to_owned();
+    let value = value.to_vec();
+    let token = token.map(str::to_owned);
+    let op = move |store: &Store, tables: &mut Tables<'_>, now: u64| {
+        let key = owned_key.as_str();
+        let old = tables.get(key)?;
+        if let Some(old) = &old
+            && counts(store, old, now)?
+        {
+            return Ok((Granted::Refused, false));
+        }
+        if let Queue::Respect(ticket) = queue {
+            let gone = |session, limit| store.waiter_gone(session, limit);
+            let (turn, dropped) = tables.take_turn(key, ticket, monotonic_nanos(), gone)?;
+            if !turn {
+                return Ok((Granted::Refused, dropped));
+            }
+        }
+        // The new lock replaces any expired entry; one that is itself
+        // already expired leaves the key free.
+        let replaced = old.is_some();
+        if let Some(old) = old {
+            tables.remove(key, &old)?;
+        }
+        let expires = match expiry {
+            Expiry::At(at) => at,
+            Expiry::After(ttl) => {
+                ttl.and_then(|ttl| expiry_nanos(expiry_after(time_from_nanos(now), ttl)))
+            }
+        };
+        if expires.is_some_and(|at| at < now) {
+            return Ok((Granted::Vacuous, replaced));
+        }
+        let record = Record {
+            fence: tables.next_fence()?,
+            acquired: now,
+            pid: std::process::id(),
+            expires,
+            session,
+            origin: Some(store.session()),
+            token: token.as_deref(),
+            value: &value,
+        };
+        tables.insert(key, &record)?;
+        let lease = Lease {
+            fence: record.fence,
+            expires_at: record.expires_at(),
+        };
+        *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(record.encode());
+        Ok((Granted::Stored(lease), true))
+    };
+    (op, attempted)
+}
+
+/// The decision of a renewal: moves the expiry of the live lock under `key`
+/// held with `token`; with `keep_session` false, also unbinds it from its
+/// holder's session.
+fn renew_op(
+    key: &str,
+    token: &str,
+    expires_at: Option<SystemTime>,
+    keep_session: bool,
+) -> Result<impl Decision<bool> + use<>> {
+    check_key(key)?;
+    check_token(token)?;
+    let new_expiry = expires_at.map(check_expiry).transpose()?;
+    let (key, token) = (key.to_owned(), token.to_owned());
+    Ok(move |store: &Store, tables: &mut Tables<'_>, now: u64| {
+        let key = key.as_str();
+        if new_expiry.is_some_and(|at| at <= now) {
+            return Ok((false, false));
+        }
+        let Some(old) = tables.get(key)? else {
+            return Ok((false, false));
+        };
+        if old.token.as_deref() != Some(token.as_str()) || !counts(store, &old, now)? {
+            return Ok((false, false));
+        }
+        let stored = schema::decode_record(store.path(), key, &old.bytes)?;
+        let renewed = Record {
+            expires: new_expiry,
+            session: stored.session.filter(|_| keep_session),
+            ..stored
+        };
+        tables.remove(key, &old)?;
+        tables.insert(key, &renewed)?;
+        Ok((true, true))
+    })
+}
+
+/// The decision of an owner's release: removes the lock under `key` if its
+/// token is `token`; whether it counted.
+fn release_op(key: &str, token: &str) -> Result<impl Decision<bool> + use<>> {
+    check_key(key)?;
+    check_token(token)?;
+    let (key, token) = (key.to_owned(), token.to_owned());
+    Ok(
+        move |store: &Store, tables: &mut Tables<'_>, now: u64| match tables.get(&key)? {
+            Some(old) if old.token.as_deref() == Some(token.as_str()) => {
+                let held = counts(store, &old, now)?;
+                tables.remove(&key, &old)?;
+                Ok((held, true))
+            }
+            _ => Ok((false, false)),
+        },
+    )
+}
+
+/// The decision of a waiter joining `key`'s queue: its ticket.
+fn enqueue_op(
+    key: &str,
+    session: u64,
+    max_wait: Option<Duration>,
+) -> Result<impl Decision<u64> + use<>> {
+    check_key(key)?;
+    let key = key.to_owned();
+    // On the monotonic clock, which no one sets: a jump of the locker's
+    // clock neither ends a wait early nor lets it outlast its limit.
+    let limit = max_wait
+        .and_then(|wait| u64::try_from(wait.as_nanos()).ok())
+        .map_or(u64::MAX, |wait| monotonic_nanos().saturating_add(wait));
+    Ok(move |_: &Store, tables: &mut Tables<'_>, _: u64| {
+        Ok((tables.enqueue(&key, session, limit)?, true))
+    })
+}
+
+/// The decision of a waiter leaving `key`'s queue.
+fn dequeue_op(key: &str, ticket: u64) -> Result<impl Decision<()> + use<>> {
+    check_key(key)?;
+    let key = key.to_owned();
+    Ok(move |_: &Store, tables: &mut Tables<'_>, _: u64| Ok(((), tables.dequeue(&key, ticket)?)))
 }
 
 /// Whether a stored lock holds its key at `now` (ns): not expired, and its
@@ -504,21 +613,11 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     }
 
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
-        check_key(key)?;
-        let session = self.store().session();
-        let key = key.to_owned();
-        // On the monotonic clock, which no one sets: a jump of the locker's
-        // clock neither ends a wait early nor lets it outlast its limit.
-        let limit = max_wait
-            .and_then(|wait| u64::try_from(wait.as_nanos()).ok())
-            .map_or(u64::MAX, |wait| monotonic_nanos().saturating_add(wait));
-        self.decide(move |_, tables, _| Ok((tables.enqueue(&key, session, limit)?, true)))
+        self.decide(enqueue_op(key, self.store().session(), max_wait)?)
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
-        check_key(key)?;
-        let key = key.to_owned();
-        self.decide(move |_, tables, _| Ok(((), tables.dequeue(&key, ticket)?)))
+        self.decide(dequeue_op(key, ticket)?)
     }
 
     fn waiters(&self, key: &str) -> Result<usize> {
@@ -952,16 +1051,6 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
     }
 
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
-        check_key(key)?;
-        check_token(token)?;
-        let (key, token) = (key.to_owned(), token.to_owned());
-        self.decide(move |store, tables, now| match tables.get(&key)? {
-            Some(old) if old.token.as_deref() == Some(token.as_str()) => {
-                let held = counts(store, &old, now)?;
-                tables.remove(&key, &old)?;
-                Ok((held, true))
-            }
-            _ => Ok((false, false)),
-        })
+        self.decide(release_op(key, token)?)
     }
 }

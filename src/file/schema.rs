@@ -250,7 +250,7 @@ impl<'a> Tables<'a> {
         now: u64,
         gone: impl FnMut(u64, u64) -> Result<bool>,
     ) -> Result<(bool, bool)> {
-        let waiters = queued(self.path, &self.queue, key)?;
+        let waiters = queued(self.path, &self.queue, key, ticket)?;
         let decided = turn(&waiters, ticket, now, gone)?;
         for &number in &decided.leaving {
             self.dequeue(key, number)?;
@@ -593,15 +593,35 @@ struct Waiting {
     since: u64,
 }
 
-/// The waiters queued for `key`, in order.
+/// The waiters queued for `key`, in order, as far as they decide the turn of
+/// `ticket`: up to it, when it is queued (the waiters behind it do not
+/// count); all of them otherwise (a newcomer, or a ticket that lost its
+/// place, comes after every waiter still queued).
 fn queued(
     path: &Path,
     queue: &impl ReadableTable<(&'static str, u64), (u64, u64, u64)>,
     key: &str,
+    ticket: Option<u64>,
+) -> Result<Vec<Waiting>> {
+    if let Some(ticket) = ticket {
+        let ahead = queued_in(path, queue, key, ticket)?;
+        if ahead.last().is_some_and(|w| w.ticket == ticket) {
+            return Ok(ahead);
+        }
+    }
+    queued_in(path, queue, key, u64::MAX)
+}
+
+/// The waiters queued for `key` with a ticket up to `upto`, in order.
+fn queued_in(
+    path: &Path,
+    queue: &impl ReadableTable<(&'static str, u64), (u64, u64, u64)>,
+    key: &str,
+    upto: u64,
 ) -> Result<Vec<Waiting>> {
     let mut waiters = Vec::new();
     for entry in queue
-        .range((key, 0u64)..=(key, u64::MAX))
+        .range((key, 0u64)..=(key, upto))
         .map_err(|e| storage_error(path, e))?
     {
         let (k, v) = entry.map_err(|e| storage_error(path, e))?;
@@ -722,7 +742,7 @@ pub(crate) fn is_turn(
     let path = store.path();
     let read = store.begin_read()?;
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
-    let decided = turn(&queued(path, &queue, key)?, ticket, now, gone)?;
+    let decided = turn(&queued(path, &queue, key, ticket)?, ticket, now, gone)?;
     Ok(decided.turn || decided.begin.is_some())
 }
 
@@ -731,7 +751,7 @@ pub(crate) fn waiters(store: &Store, key: &str) -> Result<usize> {
     let path = store.path();
     let read = store.begin_read()?;
     let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
-    Ok(queued(path, &queue, key)?.len())
+    Ok(queued(path, &queue, key, None)?.len())
 }
 
 /// Decodes every lock and compares the indexes with the locks, from a read

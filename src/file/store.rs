@@ -63,6 +63,8 @@ pub(crate) struct Store {
     // Counts this handle's commits; waiters for a key wake when it moves.
     commits: Mutex<u64>,
     committed: Condvar,
+    #[cfg(feature = "tokio")]
+    commit_signal: crate::signal::Signal,
     // None for a read-only handle, which binds nothing and is no member.
     session: Option<Session>,
     _member: Option<Held>,
@@ -221,6 +223,8 @@ impl Store {
             committer: OnceLock::new(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
+            #[cfg(feature = "tokio")]
+            commit_signal: crate::signal::Signal::default(),
             session: None,
             _member: None,
             ranges,
@@ -269,6 +273,8 @@ impl Store {
             committer: OnceLock::new(),
             commits: Mutex::new(0),
             committed: Condvar::new(),
+            #[cfg(feature = "tokio")]
+            commit_signal: crate::signal::Signal::default(),
             session: Some(session),
             _member: Some(member),
             ranges,
@@ -507,6 +513,32 @@ impl Store {
         }
     }
 
+    /// Queues `op` for the committer thread and returns at once, for async
+    /// callers: see [`Committer::send`].
+    #[cfg(feature = "tokio")]
+    pub(crate) fn send<R, F>(&self, op: F) -> Result<super::committer::Pending<R>>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
+    {
+        if self.read_only() {
+            return Err(self.refuse_write());
+        }
+        match self.committer.get() {
+            Some(committer) => committer.send(&self.path, self.options.busy_timeout, op),
+            None => Err(Error::Storage {
+                path: self.path.clone(),
+                detail: "the handle's commit thread did not start".to_owned(),
+            }),
+        }
+    }
+
+    /// Counts this handle's commits for async waiters.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn commit_signal(&self) -> &crate::signal::Signal {
+        &self.commit_signal
+    }
+
     /// Runs a batch of operations in as few transactions as it takes (one,
     /// unless an operation fails), on the committer thread. Returns each
     /// operation with the outcome to give its caller.
@@ -637,6 +669,8 @@ impl Store {
         tx.commit().map_err(|e| self.failed(e))?;
         *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.committed.notify_all();
+        #[cfg(feature = "tokio")]
+        self.commit_signal.notify();
         Ok(())
     }
 
