@@ -110,8 +110,9 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for RedisLocker<T> {
         self.inner.waiters(key)
     }
 
-    /// Polls the server, pausing 2 ms at first and up to 25 ms; a release
-    /// through this locker or a clone wakes the wait at once.
+    /// Polls the server, pausing 2 ms at first and up to 25 ms, and 2 ms
+    /// again each time the waiter moves up the queue; a release through this
+    /// locker or a clone wakes the wait at once.
     fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         self.inner.wait_for_release(key, ticket, timeout);
     }

@@ -76,10 +76,13 @@
 //! waiters, served in the order of their tickets.
 //!
 //! Waiting ([`LeaseLocker::try_lock_for`], [`LeaseLocker::lock`]) polls the
-//! server, pausing 2 ms at first and up to 25 ms: a waiter in another
-//! process notices a release within about 25 ms; a release through the same
-//! locker (or a clone) wakes its waiting threads at once. There is no
-//! pub/sub.
+//! server, pausing 2 ms at first and up to 25 ms while the queue stands
+//! still, and 2 ms again each time the waiter moves up: a waiter in another
+//! process notices a release within about 25 ms, and within a few
+//! milliseconds when the waiter ahead of it was just served, so a key that
+//! changes hands often keeps doing so quickly however many wait; a release
+//! through the same locker (or a clone) wakes its waiting threads at once.
+//! There is no pub/sub.
 //!
 //! # Which clock decides what
 //!

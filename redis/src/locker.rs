@@ -492,12 +492,13 @@ impl Inner {
     }
 
     /// Whether `key` is free for the holder of `ticket` (for anyone,
-    /// without one).
-    fn ready(&self, key: &str, ticket: Option<u64>) -> Result<bool> {
+    /// without one), and how many waiters are queued ahead of it (without
+    /// a ticket: how many are queued).
+    fn ready(&self, key: &str, ticket: Option<u64>) -> Result<(bool, u64)> {
         checks::key(key)?;
         let (_, now) = self.now()?;
         let ticket = ticket.map(|t| t.to_string());
-        self.flag(
+        let items = self.call(
             &self.scripts.ready,
             &[
                 key.as_bytes(),
@@ -505,21 +506,33 @@ impl Inner {
                 ticket.as_deref().unwrap_or("").as_bytes(),
             ],
             true,
-        )
+        )?;
+        let answer = match &items[..] {
+            [ready, ahead] => record::number(ready).zip(record::number(ahead)),
+            _ => None,
+        };
+        answer
+            .map(|(ready, ahead)| (ready == 1, ahead))
+            .ok_or_else(|| {
+                self.link
+                    .backend(format!("expected two numbers, got {items:?}"), false)
+            })
     }
 
     /// Looks whether the key is free for `ticket`, then again after pauses
-    /// that grow from 2 ms to 25 ms, until it is or `timeout` passed. A
-    /// release through this locker (or a clone) ends a pause at once. An
-    /// error ends the wait, so that the caller's next call reports it.
+    /// (see [`Backoff`]), until it is or `timeout` passed. A release through
+    /// this locker (or a clone) ends a pause at once. An error ends the
+    /// wait, so that the caller's next call reports it.
     pub(crate) fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         let deadline = Instant::now().checked_add(timeout);
-        let mut pause = FIRST_POLL;
+        let mut backoff = Backoff::new();
         loop {
             let seen = *lock(&self.released.0);
-            if !matches!(self.ready(key, ticket), Ok(false)) {
-                return;
-            }
+            let ahead = match self.ready(key, ticket) {
+                Ok((false, ahead)) => ahead,
+                _ => return,
+            };
+            let pause = backoff.next(ahead);
             let left = deadline.map_or(pause, |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return;
@@ -531,8 +544,44 @@ impl Inner {
                     .wait_timeout(count, pause.min(left))
                     .unwrap_or_else(PoisonError::into_inner);
             }
-            pause = (pause * 2).min(LAST_POLL);
         }
+    }
+}
+
+/// The pauses of a waiter between two looks at the server: from
+/// [`FIRST_POLL`], doubling up to [`LAST_POLL`] while the queue stands
+/// still, and from [`FIRST_POLL`] again each time the waiter moves up.
+///
+/// A waiter behind others sees the key change hands before its turn comes.
+/// Were its pauses to grow over the whole wait, it would be pausing 25 ms
+/// by the time the waiter ahead of it is served, and every handover of a
+/// busy key would wait out most of a long pause: four processes taking turns
+/// on one key made a tenth of the turns that two made. Starting again when
+/// the queue moves keeps the next in line looking often, while a waiter
+/// behind a long hold still backs off.
+#[derive(Debug)]
+struct Backoff {
+    pause: Duration,
+    ahead: Option<u64>,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            pause: FIRST_POLL,
+            ahead: None,
+        }
+    }
+
+    /// The pause before the next look, for a waiter that found `ahead`
+    /// waiters in front of it.
+    fn next(&mut self, ahead: u64) -> Duration {
+        match self.ahead {
+            Some(before) if ahead >= before => self.pause = (self.pause * 2).min(LAST_POLL),
+            _ => self.pause = FIRST_POLL,
+        }
+        self.ahead = Some(ahead);
+        self.pause
     }
 }
 
@@ -556,4 +605,36 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
         });
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Guards the back-off of a waiter that moves up the queue: it must
+    //! start again, or a busy key's handovers slow down with every waiter.
+
+    use super::*;
+
+    #[test]
+    fn pauses_grow_while_the_queue_stands_still() {
+        let mut backoff = Backoff::new();
+        let pauses: Vec<_> = (0..7).map(|_| backoff.next(2)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(
+            pauses,
+            [ms(2), ms(4), ms(8), ms(16), ms(25), ms(25), ms(25)]
+        );
+    }
+
+    #[test]
+    fn pauses_start_again_when_the_waiter_moves_up() {
+        let mut backoff = Backoff::new();
+        for _ in 0..6 {
+            backoff.next(2);
+        }
+        assert_eq!(backoff.next(1), FIRST_POLL);
+        assert_eq!(backoff.next(1), FIRST_POLL * 2);
+        assert_eq!(backoff.next(0), FIRST_POLL);
+        // First in line behind a holder that keeps the key: it backs off.
+        assert_eq!(backoff.next(0), FIRST_POLL * 2);
+    }
 }

@@ -343,13 +343,25 @@ const WAITERS: &str = r#"
 return {'ok', redis.call('ZCARD', P .. 'queue:' .. ARGV[2])}
 "#;
 
-/// ARGV: prefix, key, now, ticket or ''.
+/// ARGV: prefix, key, now, ticket or ''. Answers whether the key is free for
+/// the ticket, and how many waiters are queued ahead of it (without a
+/// ticket: how many are queued), so that a waiter sees the queue move.
 const READY: &str = r#"
-local key = ARGV[2]
+local key, ticket = ARGV[2], ARGV[4]
 local h, err = load(key)
 if err then return {'!', err} end
-if h and state(h, ARGV[3]) == 'live' then return {'ok', 0} end
-return {'ok', turn(key, ARGV[4]) and 1 or 0}
+local ready = 0
+if not (h and state(h, ARGV[3]) == 'live') and turn(key, ticket) then
+  ready = 1
+end
+local qk = P .. 'queue:' .. key
+local ahead
+if ticket == '' then
+  ahead = redis.call('ZCARD', qk)
+else
+  ahead = redis.call('ZCOUNT', qk, '-inf', '(' .. ticket)
+end
+return {'ok', ready, ahead}
 "#;
 
 /// The scripts, each loaded once per server (`EVALSHA`, falling back to

@@ -229,18 +229,30 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for SqliteLocker<T> {
 
     /// Looks at the database with a back-off from 1 ms to 8 ms (reads, which
     /// do not hold up writers), and returns once the key may be this
-    /// waiter's. A release through a handle of this process wakes the wait
-    /// at once. An error returns too: the next attempt reports it.
+    /// waiter's. The back-off starts again from 1 ms each time the waiter
+    /// moves up the queue, so that the next in line looks often. A release
+    /// through a handle of this process wakes the wait at once. An error
+    /// returns too: the next attempt reports it.
     fn wait_for_release(&self, key: &str, ticket: Option<u64>, timeout: Duration) {
         let until = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let mut pause = FIRST_POLL;
+        let mut was_ahead = None;
         loop {
             let seen = self.inner.releases();
-            if !matches!(self.inner.read(|c| c.may_take(key, ticket)), Ok(false)) {
-                return;
+            let look = self
+                .inner
+                .read(|c| Ok((c.may_take(key, ticket)?, c.ahead(key, ticket)?)));
+            let ahead = match look {
+                Ok((false, ahead)) => ahead,
+                _ => return,
+            };
+            // Waiters ahead were served or left: the turn is nearer.
+            if was_ahead.is_some_and(|before| ahead < before) {
+                pause = FIRST_POLL;
             }
+            was_ahead = Some(ahead);
             let now = Instant::now();
             if now >= until {
                 return;

@@ -93,7 +93,15 @@
 //! A waiter whose session died, or that is still queued past its wait,
 //! counts as gone; one whose turn came but who does not claim it within 1 s
 //! loses its place. Waiters in other processes notice a release within
-//! 8 ms; those sharing the releasing handle, at once.
+//! 8 ms, and within 1 or 2 ms when the waiter ahead of them was just
+//! served; those sharing the releasing handle, at once.
+//!
+//! Joining the queue is itself a write, so the locker does not use that busy
+//! handler either: its sleeps grow to 100 ms, and a process that releases a
+//! key and takes it again at once writes with gaps of microseconds, which
+//! such sleepers almost never hit; they could not even join the queue. A
+//! connection that finds another writer at work tries again every 20 µs at
+//! first and every 250 µs at most, up to the busy timeout.
 //!
 //! # Limits
 //!

@@ -395,6 +395,17 @@ impl Call<'_> {
         Ok(plan.turn || plan.begin.is_some())
     }
 
+    /// How many waiters are queued for `key` ahead of `ticket` (without a
+    /// ticket: how many are queued), gone ones included.
+    pub(crate) fn ahead(&self, key: &str, ticket: Option<u64>) -> Result<u64> {
+        let ticket = ticket.map_or(i64::MAX, |t| i64::try_from(t).unwrap_or(i64::MAX));
+        self.db
+            .prepare_cached("SELECT count(*) FROM hostlock_queue WHERE key = ?1 AND ticket < ?2")
+            .and_then(|mut s| s.query_row(params![key, ticket], |r| r.get::<_, i64>(0)))
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
     // ---- cleanup ----
 
     /// The sessions that are dead now.

@@ -18,7 +18,8 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use hostlock::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -67,9 +68,16 @@ INSERT INTO hostlock_meta (name, value) VALUES
     ('format', 1), ('fence', 0), ('ticket', 0), ('session', 0);
 ";
 
+/// The first pause of a connection that finds another writer at work.
+const FIRST_BUSY_PAUSE: Duration = Duration::from_micros(20);
+
+/// The longest pause between two attempts to take the write lock while
+/// another connection writes, as in hostlock's own file store.
+const MAX_BUSY_PAUSE: Duration = Duration::from_micros(250);
+
 /// Opens a connection to the database at `path`, creating the file (mode
 /// 0600) if it does not exist, in WAL mode with full syncs, waiting up to
-/// `busy` for another writer.
+/// `busy` for another writer (see [`poll_when_busy`]).
 pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection> {
     if path.is_dir() {
         return Err(Error::IsDirectory {
@@ -88,12 +96,12 @@ pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection> {
         .open(path)
         .map_err(|e| from_io(path, "open", e))?;
     let sqlite = |e| from_sqlite(path, busy, e);
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sqlite)?;
-    conn.busy_timeout(busy).map_err(sqlite)?;
+    poll_when_busy(&mut conn, busy).map_err(sqlite)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(sqlite)?;
@@ -108,6 +116,34 @@ pub(crate) fn connect(path: &Path, busy: Duration) -> Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(sqlite)?;
     Ok(conn)
+}
+
+/// Has `conn` wait up to `timeout` for a lock that another connection holds,
+/// trying again every 20 µs at first and every 250 µs at most.
+///
+/// SQLite's own busy handler sleeps 1 ms, then 2, 5, 10 and so on up to
+/// 100 ms between attempts. A process that writes without pause (a holder
+/// releasing a key and taking it again, say) leaves gaps of a few
+/// microseconds between its transactions, which such sleepers almost never
+/// hit: they wait out their busy timeout while it goes on, and cannot even
+/// join a key's queue. Polling often gives every writer its chance.
+pub(crate) fn poll_when_busy(conn: &mut Connection, timeout: Duration) -> rusqlite::Result<()> {
+    let mut since = Instant::now();
+    let mut pause = FIRST_BUSY_PAUSE;
+    conn.busy_handler(Some(move |count: i32| {
+        // The count restarts at zero for every new wait.
+        if count == 0 {
+            since = Instant::now();
+            pause = FIRST_BUSY_PAUSE;
+        }
+        let left = timeout.saturating_sub(since.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        thread::sleep(pause.min(left));
+        pause = (pause * 2).min(MAX_BUSY_PAUSE);
+        true
+    }))
 }
 
 /// Creates the tables in a database that has none, or checks the format of

@@ -144,13 +144,13 @@ impl Heartbeat {
     /// delays a beat.
     pub(crate) fn start(
         path: &Path,
-        conn: Connection,
+        mut conn: Connection,
         session: i64,
         timeout: Duration,
     ) -> Result<Heartbeat> {
         let interval = timeout / 3;
         // A beat waits for the write lock no longer than until the next one.
-        conn.busy_timeout(interval)
+        crate::schema::poll_when_busy(&mut conn, interval)
             .map_err(|e| from_sqlite(path, interval, e))?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = thread::Builder::new()
