@@ -319,7 +319,9 @@ fn an_async_waiter_is_served_after_another_process_releases() {
         );
         assert_eq!(guard.key(), "shared");
     });
-    drop(lines);
+    // Read the child's output to its end, so that it never writes to a
+    // closed pipe.
+    lines.for_each(drop);
     assert!(child.0.wait().expect("wait").success());
 }
 

@@ -13,8 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CROSS_PROCESS_POLL, Expiry, FileLocker, Granted, Queue, dequeue_op, enqueue_op, grant_op,
-    release_op, renew_op,
+    Expiry, FileLocker, Granted, Queue, dequeue_op, enqueue_op, grant_op, release_op, renew_op,
 };
 use crate::aio::AsyncRawLeaseLocker;
 use crate::error::Result;
@@ -122,6 +121,7 @@ where
     ) -> impl Future<Output = Result<u64>> + Send {
         // The ticket is noted where a cancelled caller's undo finds it: the
         // undo is sent after the enqueue, so it runs after it.
+        self.store().listen();
         let given: Arc<Mutex<Option<u64>>> = Arc::default();
         let noted = Arc::clone(&given);
         let sent = enqueue_op(key, self.store().session(), max_wait).and_then(|mut op| {
@@ -172,13 +172,12 @@ where
                 if !matches!(self.ready(&key, ticket), Ok(false)) {
                     return;
                 }
-                let left = deadline.map_or(CROSS_PROCESS_POLL, |d| {
-                    d.saturating_duration_since(Instant::now())
-                });
+                let poll = self.store().poll_interval();
+                let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
                 if left.is_zero() {
                     return;
                 }
-                let slice = left.min(CROSS_PROCESS_POLL);
+                let slice = left.min(poll);
                 let _ = tokio::time::timeout(slice, signal.after(seen)).await;
             }
         }

@@ -22,6 +22,7 @@ mod schema;
 mod session;
 mod store;
 mod trust;
+mod wake;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -522,11 +523,21 @@ fn release_op(key: &str, token: &str) -> Result<impl Decision<bool> + use<>> {
             Some(old) if old.token.as_deref() == Some(token.as_str()) => {
                 let held = counts(store, &old, now)?;
                 tables.remove(&key, &old)?;
+                wake_next(store, tables, &key)?;
                 Ok((held, true))
             }
             _ => Ok((false, false)),
         },
     )
+}
+
+/// Has the waiters first in `key`'s queue woken once the running
+/// transaction, which frees the key, commits.
+fn wake_next(store: &Store, tables: &Tables<'_>, key: &str) -> Result<()> {
+    for session in tables.first_waiters(key, 2)? {
+        store.wake_after_commit(session);
+    }
+    Ok(())
 }
 
 /// The decision of a waiter joining `key`'s queue: its ticket.
@@ -551,7 +562,14 @@ fn enqueue_op(
 fn dequeue_op(key: &str, ticket: u64) -> Result<impl Decision<()> + use<>> {
     check_key(key)?;
     let key = key.to_owned();
-    Ok(move |_: &Store, tables: &mut Tables<'_>, _: u64| Ok(((), tables.dequeue(&key, ticket)?)))
+    Ok(move |store: &Store, tables: &mut Tables<'_>, _: u64| {
+        let left = tables.dequeue(&key, ticket)?;
+        if left {
+            // The next in line may be first now.
+            wake_next(store, tables, &key)?;
+        }
+        Ok(((), left))
+    })
 }
 
 /// Whether a stored lock holds its key at `now` (ns): not expired, and its
@@ -584,9 +602,6 @@ enum Granted {
     Stored(Lease),
 }
 
-/// How long a waiter for a key held by another process sleeps between looks.
-const CROSS_PROCESS_POLL: Duration = Duration::from_millis(2);
-
 impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     fn acquire_lease(
         &self,
@@ -613,6 +628,7 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     }
 
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
+        self.store().listen();
         self.decide(enqueue_op(key, self.store().session(), max_wait)?)
     }
 
@@ -634,15 +650,16 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
             if !matches!(self.ready(key, ticket), Ok(false)) {
                 return;
             }
-            let left = deadline.map_or(CROSS_PROCESS_POLL, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
+            let poll = self.store().poll_interval();
+            let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return;
             }
-            // A release by this handle wakes the wait at once; one by
-            // another process is seen at the next look.
-            self.store().wait_commit(seen, left.min(CROSS_PROCESS_POLL));
+            // A release by this handle wakes the wait at once, and so does
+            // one by another process, through its wake-up; a key freed
+            // without one (an expiry, a holder that died) is seen at the
+            // next look.
+            self.store().wait_commit(seen, left.min(poll));
         }
     }
 }
@@ -1006,6 +1023,7 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
                 Ok(Some(old)) => {
                     let held = counts(store, &old, now)?;
                     tables.remove(&key, &old)?;
+                    wake_next(store, tables, &key)?;
                     Ok((held, true))
                 }
                 Ok(None) => Ok((false, false)),
@@ -1019,8 +1037,12 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         check_key(key)?;
         let key = key.to_owned();
         self.decide(
-            move |_, tables, _| match tables.get_or_remove_damaged(&key)? {
-                Ok(Some(old)) => tables.remove(&key, &old).map(|()| ((), true)),
+            move |store, tables, _| match tables.get_or_remove_damaged(&key)? {
+                Ok(Some(old)) => {
+                    tables.remove(&key, &old)?;
+                    wake_next(store, tables, &key)?;
+                    Ok(((), true))
+                }
                 Ok(None) => Ok(((), false)),
                 Err(_) => Ok(((), true)),
             },

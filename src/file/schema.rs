@@ -209,6 +209,22 @@ impl<'a> Tables<'a> {
     }
 
     /// Removes a waiter; says whether it was queued.
+    /// The sessions of the first `n` waiters queued for `key`: those to
+    /// wake when the key is freed (the first may be gone).
+    pub(crate) fn first_waiters(&self, key: &str, n: usize) -> Result<Vec<u64>> {
+        let mut sessions = Vec::with_capacity(n);
+        for entry in self
+            .queue
+            .range((key, 0u64)..=(key, u64::MAX))
+            .map_err(|e| storage_error(self.path, e))?
+            .take(n)
+        {
+            let (_, v) = entry.map_err(|e| storage_error(self.path, e))?;
+            sessions.push(v.value().0);
+        }
+        Ok(sessions)
+    }
+
     pub(crate) fn dequeue(&mut self, key: &str, ticket: u64) -> Result<bool> {
         Ok(self
             .queue

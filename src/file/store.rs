@@ -60,15 +60,38 @@ pub(crate) struct Store {
     // Runs this handle's writes, several to a transaction when they queue
     // up; set once, right after the store is made.
     committer: OnceLock<Committer>,
-    // Counts this handle's commits; waiters for a key wake when it moves.
-    commits: Mutex<u64>,
-    committed: Condvar,
-    #[cfg(feature = "tokio")]
-    commit_signal: crate::signal::Signal,
+    // Counts this handle's commits and the wake-ups it was sent; waiters
+    // for a key look again when it moves.
+    changes: Arc<Changes>,
+    // The sessions to wake once the running transaction commits: those
+    // first in the queues of the keys it frees.
+    to_wake: Mutex<Vec<u64>>,
+    // Listens for wake-ups from other processes, once a waiter needs them;
+    // `None` inside when the socket could not be bound.
+    listener: OnceLock<Option<super::wake::Listener>>,
     // None for a read-only handle, which binds nothing and is no member.
     session: Option<Session>,
     _member: Option<Held>,
     ranges: Arc<Ranges>,
+}
+
+/// What a handle's waiters wait for: its commits, and wake-ups from other
+/// processes.
+#[derive(Debug, Default)]
+struct Changes {
+    count: Mutex<u64>,
+    changed: Condvar,
+    #[cfg(feature = "tokio")]
+    signal: crate::signal::Signal,
+}
+
+impl Changes {
+    fn bump(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.changed.notify_all();
+        #[cfg(feature = "tokio")]
+        self.signal.notify();
+    }
 }
 
 /// The storage engine's handle: a writer, or a reader of a file this
@@ -221,10 +244,9 @@ impl Store {
             options,
             started_fresh: false,
             committer: OnceLock::new(),
-            commits: Mutex::new(0),
-            committed: Condvar::new(),
-            #[cfg(feature = "tokio")]
-            commit_signal: crate::signal::Signal::default(),
+            changes: Arc::default(),
+            to_wake: Mutex::default(),
+            listener: OnceLock::new(),
             session: None,
             _member: None,
             ranges,
@@ -271,10 +293,9 @@ impl Store {
             options,
             started_fresh,
             committer: OnceLock::new(),
-            commits: Mutex::new(0),
-            committed: Condvar::new(),
-            #[cfg(feature = "tokio")]
-            commit_signal: crate::signal::Signal::default(),
+            changes: Arc::default(),
+            to_wake: Mutex::default(),
+            listener: OnceLock::new(),
             session: Some(session),
             _member: Some(member),
             ranges,
@@ -533,10 +554,48 @@ impl Store {
         }
     }
 
-    /// Counts this handle's commits for async waiters.
+    /// Counts this handle's commits and wake-ups, for async waiters.
     #[cfg(feature = "tokio")]
     pub(crate) fn commit_signal(&self) -> &crate::signal::Signal {
-        &self.commit_signal
+        &self.changes.signal
+    }
+
+    /// Notes that `session`, first in the queue of a key the running
+    /// transaction frees, is to be woken once it commits.
+    pub(crate) fn wake_after_commit(&self, session: u64) {
+        if session != 0 && Some(session) != self.session.as_ref().map(Session::id) {
+            self.to_wake
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(session);
+        }
+    }
+
+    /// How long a waiter for a key held by another process sleeps between
+    /// looks: 2 ms, or 25 ms while this handle listens for wake-ups (which
+    /// a release in another process sends).
+    pub(crate) fn poll_interval(&self) -> Duration {
+        if self.listener.get().is_some_and(Option::is_some) {
+            Duration::from_millis(25)
+        } else {
+            Duration::from_millis(2)
+        }
+    }
+
+    /// Listens for wake-ups from other processes, from now on; whether it
+    /// does (a name taken, or no socket, leaves waiters to look on their
+    /// own).
+    pub(crate) fn listen(&self) -> bool {
+        let Some(session) = self.session.as_ref().map(Session::id) else {
+            return false;
+        };
+        self.listener
+            .get_or_init(|| {
+                let changes = Arc::clone(&self.changes);
+                let incarnation = self.incarnation.load(Ordering::SeqCst);
+                super::wake::Listener::start(incarnation, session, move || changes.bump()).ok()
+            })
+            .is_some()
     }
 
     /// Runs a batch of operations in as few transactions as it takes (one,
@@ -631,6 +690,11 @@ impl Store {
 
     /// Runs every operation in `tx`; whether any changed something.
     fn run_in(&self, tx: &WriteTransaction, jobs: &mut [Box<dyn Job>]) -> Result<bool, Failed> {
+        // Only the wake-ups of the transaction that commits are sent.
+        self.to_wake
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut tables = Tables::open(&self.path, tx).map_err(|e| self.fails_all(e))?;
         tables
             .incarnation()
@@ -667,10 +731,15 @@ impl Store {
             return Err(e);
         }
         tx.commit().map_err(|e| self.failed(e))?;
-        *self.commits.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.committed.notify_all();
-        #[cfg(feature = "tokio")]
-        self.commit_signal.notify();
+        self.changes.bump();
+        let mut to_wake =
+            std::mem::take(&mut *self.to_wake.lock().unwrap_or_else(PoisonError::into_inner));
+        to_wake.sort_unstable();
+        to_wake.dedup();
+        let incarnation = self.incarnation.load(Ordering::SeqCst);
+        for session in to_wake {
+            super::wake::send(incarnation, session);
+        }
         Ok(())
     }
 
@@ -698,17 +767,26 @@ impl Store {
         }
     }
 
-    /// How many writes this handle has committed.
+    /// How many writes this handle has committed, and wake-ups it was sent.
     pub(crate) fn commits(&self) -> u64 {
-        *self.commits.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .changes
+            .count
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Waits until this handle commits a write after the `seen`-th, or
-    /// `timeout` passes.
+    /// Waits until this handle commits a write (or is woken) after the
+    /// `seen`-th, or `timeout` passes.
     pub(crate) fn wait_commit(&self, seen: u64, timeout: Duration) {
-        let commits = self.commits.lock().unwrap_or_else(PoisonError::into_inner);
+        let commits = self
+            .changes
+            .count
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let _ = self
-            .committed
+            .changes
+            .changed
             .wait_timeout_while(commits, timeout, |n| *n == seen)
             .unwrap_or_else(PoisonError::into_inner);
     }
