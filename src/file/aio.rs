@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::schema::Tables;
+use super::store::Store;
 use super::{
     Expiry, FileLocker, Granted, Queue, dequeue_op, enqueue_op, grant_op, release_op, renew_op,
 };
@@ -20,6 +22,7 @@ use crate::error::Result;
 use crate::guard::Lease;
 use crate::info::{InspectableLocker, LockInfo};
 use crate::value::{check_key, check_token, encode_value};
+use crate::value::{clamp_now, now_nanos};
 
 /// Runs `undo` when dropped while armed: what a cancelled call leaves
 /// behind is taken away.
@@ -42,6 +45,69 @@ impl<F: FnOnce()> Drop for OnCancel<F> {
         if let Some(undo) = self.undo.take() {
             undo();
         }
+    }
+}
+
+/// Counts an async write from its start to its answer.
+struct InFlight<'a> {
+    count: &'a std::sync::atomic::AtomicUsize,
+    was_alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> InFlight<'a> {
+        let before = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight {
+            count,
+            was_alone: before == 0,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl<T> FileLocker<T> {
+    /// Runs `f` for an async caller: on this thread, inside tokio's
+    /// `block_in_place`, when the runtime has several worker threads and
+    /// this handle's committer has nothing else to do (a lone caller spares
+    /// the hand-off to the commit thread and back, as a lone blocking caller
+    /// does); otherwise through the commit thread, awaited. Should the
+    /// future be dropped while it awaits, `undo` runs (it sends what takes
+    /// the operation back, which the commit thread runs after it).
+    async fn decide_async<R, F>(&self, f: F, undo: impl FnOnce()) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
+    {
+        let clock = Arc::clone(&self.inner.clock);
+        let mut f = f;
+        let op = move |store: &Store, tables: &mut Tables<'_>| {
+            f(store, tables, now_nanos(clamp_now(clock.now())))
+        };
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
+            runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        // Only a lone caller runs here: with other tasks' writes in flight,
+        // the commit thread gathers them into shared commits.
+        let _in_flight = InFlight::enter(&self.store().async_in_flight);
+        let alone = _in_flight.was_alone;
+        let op = if multi_thread && alone && !self.store().committer_busy() {
+            match tokio::task::block_in_place(|| self.store().run_if_alone(op)) {
+                Ok(result) => return result,
+                Err(op) => op,
+            }
+        } else {
+            op
+        };
+        let pending = self.store().send(op)?;
+        let cancel = OnCancel::new(undo);
+        let answer = pending.answer().await;
+        cancel.disarm();
+        answer
     }
 }
 
@@ -68,12 +134,9 @@ where
         let (key, token) = (key.to_owned(), token.to_owned());
         async move {
             let (op, attempted) = prepared?;
-            let pending = self.send(op)?;
-            // The commit thread runs a release sent after the grant after
-            // it: a grant whose caller has gone is undone.
-            let cancel = OnCancel::new(|| self.release_in_background(&key, &token));
-            let granted = pending.answer().await;
-            cancel.disarm();
+            // A grant whose caller has gone is released.
+            let undo = || self.release_in_background(&key, &token);
+            let granted = self.decide_async(op, undo).await;
             match self.settle_grant(&key, granted, &attempted)? {
                 Granted::Stored(lease) => Ok(Some(lease)),
                 Granted::Refused | Granted::Vacuous => Ok(None),
@@ -87,8 +150,8 @@ where
         token: &str,
         expires_at: SystemTime,
     ) -> impl Future<Output = Result<bool>> + Send {
-        let sent = renew_op(key, token, Some(expires_at), true).and_then(|op| self.send(op));
-        async move { sent?.answer().await }
+        let op = renew_op(key, token, Some(expires_at), true);
+        async move { self.decide_async(op?, || ()).await }
     }
 
     fn release_if_owner(
@@ -96,8 +159,8 @@ where
         key: &str,
         token: &str,
     ) -> impl Future<Output = Result<bool>> + Send {
-        let sent = release_op(key, token).and_then(|op| self.send(op));
-        async move { sent?.answer().await }
+        let op = release_op(key, token);
+        async move { self.decide_async(op?, || ()).await }
     }
 
     fn detach(
@@ -106,8 +169,8 @@ where
         token: &str,
         expires_at: Option<SystemTime>,
     ) -> impl Future<Output = Result<bool>> + Send {
-        let sent = renew_op(key, token, expires_at, false).and_then(|op| self.send(op));
-        async move { sent?.answer().await }
+        let op = renew_op(key, token, expires_at, false);
+        async move { self.decide_async(op?, || ()).await }
     }
 
     fn info(&self, key: &str) -> impl Future<Output = Result<Option<LockInfo<T>>>> + Send {
@@ -124,17 +187,16 @@ where
         self.store().listen();
         let given: Arc<Mutex<Option<u64>>> = Arc::default();
         let noted = Arc::clone(&given);
-        let sent = enqueue_op(key, self.store().session(), max_wait).and_then(|mut op| {
-            self.send(move |store, tables, now| {
+        let op = enqueue_op(key, self.store().session(), max_wait).map(|mut op| {
+            move |store: &Store, tables: &mut Tables<'_>, now: u64| {
                 let (ticket, changed) = op(store, tables, now)?;
                 *noted.lock().unwrap_or_else(PoisonError::into_inner) = Some(ticket);
                 Ok((ticket, changed))
-            })
+            }
         });
         let key = key.to_owned();
         async move {
-            let pending = sent?;
-            let cancel = OnCancel::new(|| {
+            let undo = || {
                 let (key, given) = (key.clone(), Arc::clone(&given));
                 let _ = self.send(move |store, tables, now| {
                     let ticket = *given.lock().unwrap_or_else(PoisonError::into_inner);
@@ -143,16 +205,14 @@ where
                         None => Ok(((), false)),
                     }
                 });
-            });
-            let ticket = pending.answer().await;
-            cancel.disarm();
-            ticket
+            };
+            self.decide_async(op?, undo).await
         }
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> impl Future<Output = Result<()>> + Send {
-        let sent = dequeue_op(key, ticket).and_then(|op| self.send(op));
-        async move { sent?.answer().await }
+        let op = dequeue_op(key, ticket);
+        async move { self.decide_async(op?, || ()).await }
     }
 
     fn wait_for_release(

@@ -475,6 +475,58 @@ impl<R> std::future::Future for Answered<'_, R> {
 
 #[cfg(feature = "tokio")]
 impl Committer {
+    /// Runs `op` here, at once, if no batch is running and none is queued
+    /// (a lone caller); otherwise gives it back. What `submit` does for a
+    /// lone blocking caller, for an async one whose thread may block (the
+    /// caller makes sure of that).
+    pub(crate) fn run_if_alone<R, F>(
+        &self,
+        store: &Store,
+        path: &std::path::Path,
+        busy_timeout: Duration,
+        op: F,
+    ) -> std::result::Result<Result<R>, F>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
+    {
+        let role = match self.shared.role.try_lock() {
+            Ok(role) => role,
+            Err(TryLockError::Poisoned(role)) => role.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(op),
+        };
+        if !self.shared.queue.is_empty() {
+            return Err(op);
+        }
+        let submitted = Instant::now();
+        let reply = Reply::new();
+        let job = Typed {
+            op,
+            result: None,
+            reply: Some(Arc::clone(&reply)),
+            state: Arc::new(AtomicU8::new(QUEUED)),
+            submitted,
+            deadline: submitted + busy_timeout,
+        };
+        let finished = self.shared.run_batch(store, vec![Box::new(job)]);
+        drop(role);
+        for (job, outcome) in finished {
+            job.finish(outcome);
+        }
+        Ok(match reply.wait(None) {
+            Some(Answer::Given(result)) => result,
+            _ => Err(Error::Storage {
+                path: path.to_owned(),
+                detail: "the handle's commit thread has stopped".to_owned(),
+            }),
+        })
+    }
+
+    /// Whether a batch is running or queued: a caller would wait.
+    pub(crate) fn busy(&self) -> bool {
+        !self.shared.queue.is_empty() || self.shared.role.try_lock().is_err()
+    }
+
     /// Queues `op` for the committer thread and returns at once: the caller
     /// awaits the answer, or drops it and lets the operation run regardless.
     /// Never runs a batch on the caller's thread, which may be a runtime's.

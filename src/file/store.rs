@@ -66,6 +66,9 @@ pub(crate) struct Store {
     // The sessions to wake once the running transaction commits: those
     // first in the queues of the keys it frees.
     to_wake: Mutex<Vec<u64>>,
+    // Async writes between their start and their answer.
+    #[cfg(feature = "tokio")]
+    pub(crate) async_in_flight: std::sync::atomic::AtomicUsize,
     // Listens for wake-ups from other processes, once a waiter needs them;
     // `None` inside when the socket could not be bound.
     listener: OnceLock<Option<super::wake::Listener>>,
@@ -247,6 +250,8 @@ impl Store {
             changes: Arc::default(),
             to_wake: Mutex::default(),
             listener: OnceLock::new(),
+            #[cfg(feature = "tokio")]
+            async_in_flight: std::sync::atomic::AtomicUsize::new(0),
             session: None,
             _member: None,
             ranges,
@@ -296,6 +301,8 @@ impl Store {
             changes: Arc::default(),
             to_wake: Mutex::default(),
             listener: OnceLock::new(),
+            #[cfg(feature = "tokio")]
+            async_in_flight: std::sync::atomic::AtomicUsize::new(0),
             session: Some(session),
             _member: Some(member),
             ranges,
@@ -551,6 +558,33 @@ impl Store {
                 path: self.path.clone(),
                 detail: "the handle's commit thread did not start".to_owned(),
             }),
+        }
+    }
+
+    /// Whether this handle's committer has a batch running or queued.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn committer_busy(&self) -> bool {
+        self.committer
+            .get()
+            .is_none_or(super::committer::Committer::busy)
+    }
+
+    /// Runs `op` on this thread if this handle's committer has nothing to
+    /// do (see [`Committer::run_if_alone`]); otherwise gives it back.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn run_if_alone<R, F>(&self, op: F) -> std::result::Result<Result<R>, F>
+    where
+        R: Send + 'static,
+        F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
+    {
+        if self.read_only() {
+            return Ok(Err(self.refuse_write()));
+        }
+        match self.committer.get() {
+            Some(committer) if !committer.busy() => {
+                committer.run_if_alone(self, &self.path, self.options.busy_timeout, op)
+            }
+            _ => Err(op),
         }
     }
 
