@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::error::{Error, Result};
-use crate::info::{InspectableLocker, LockState};
+use crate::info::{InspectableLocker, LockInfo, LockState};
 use crate::locker::RenewableLocker;
 use crate::value::expiry_after;
 
@@ -415,25 +415,7 @@ impl<L: RawLeaseLocker<T>, T> LockGuard<L, T> {
         if self.status.lock().lost.is_some() {
             return Ok(false);
         }
-        match self
-            .locker
-            .info(&self.key)
-            .map_err(|e| broken(&self.status, e))?
-        {
-            Some(info) if info.fence == self.fence && info.state == LockState::Live => {
-                // Another handle may have renewed it with the token.
-                self.status.lock().expires_at = info.expires_at;
-                Ok(true)
-            }
-            Some(info) if info.fence == self.fence && info.state == LockState::Expired => {
-                self.status.lose(LeaseLost::Expired);
-                Ok(false)
-            }
-            _ => {
-                self.status.lose(LeaseLost::Taken);
-                Ok(false)
-            }
-        }
+        still_held(&self.locker, &self.key, self.fence, &self.status)
     }
 
     /// Waits up to `timeout` for the lease to be lost, and says why it was;
@@ -600,13 +582,35 @@ fn renew<T>(
         status.renewed(at);
         return Ok(true);
     }
-    let expired = status.lock().expires_at.is_some_and(|old| old < now);
-    status.lose(if expired {
+    let old = status.lock().expires_at;
+    status.lose(refused_renewal(old, now));
+    Ok(false)
+}
+
+/// Why a lease whose renewal was refused at `now` is lost, given its last
+/// known expiry.
+pub(crate) fn refused_renewal(expires_at: Option<SystemTime>, now: SystemTime) -> LeaseLost {
+    if expires_at.is_some_and(|old| old < now) {
         LeaseLost::Expired
     } else {
         LeaseLost::Taken
-    });
-    Ok(false)
+    }
+}
+
+/// What a look at the lock under a lease's key says of the lease with
+/// `fence`: held still, with the expiry found (another handle may have
+/// renewed it with the token), or lost, and why.
+pub(crate) fn judge<T>(
+    info: Option<LockInfo<T>>,
+    fence: u64,
+) -> Result<Option<SystemTime>, LeaseLost> {
+    match info {
+        Some(info) if info.fence == fence && info.state == LockState::Live => Ok(info.expires_at),
+        Some(info) if info.fence == fence && info.state == LockState::Expired => {
+            Err(LeaseLost::Expired)
+        }
+        _ => Err(LeaseLost::Taken),
+    }
 }
 
 fn still_held<T>(
@@ -615,14 +619,17 @@ fn still_held<T>(
     fence: u64,
     status: &Status,
 ) -> Result<bool> {
-    let held = locker
-        .info(key)
-        .map_err(|e| broken(status, e))?
-        .is_some_and(|info| info.fence == fence && info.state == LockState::Live);
-    if !held {
-        status.lose(LeaseLost::Taken);
+    let info = locker.info(key).map_err(|e| broken(status, e))?;
+    match judge(info, fence) {
+        Ok(expires_at) => {
+            status.lock().expires_at = expires_at;
+            Ok(true)
+        }
+        Err(why) => {
+            status.lose(why);
+            Ok(false)
+        }
     }
-    Ok(held)
 }
 
 /// Passes `e` on, first marking the lease lost if the error will not pass.

@@ -11,8 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::AsyncRawLeaseLocker;
 use crate::error::{Error, Result};
-use crate::guard::{Lease, LeaseLost, check_ttl};
-use crate::info::LockState;
+use crate::guard::{Lease, LeaseLost, check_ttl, judge, refused_renewal};
 use crate::value::expiry_after;
 
 /// What a guard and its keep-alive task share.
@@ -336,12 +335,8 @@ async fn renew<T>(
         status.renewed(at);
         return Ok(true);
     }
-    let expired = status.lock().expires_at.is_some_and(|old| old < now);
-    status.lose(if expired {
-        LeaseLost::Expired
-    } else {
-        LeaseLost::Taken
-    });
+    let old = status.lock().expires_at;
+    status.lose(refused_renewal(old, now));
     Ok(false)
 }
 
@@ -351,18 +346,14 @@ async fn still_held<T>(
     fence: u64,
     status: &Status,
 ) -> Result<bool> {
-    match locker.info(key).await.map_err(|e| status.broken(e))? {
-        Some(info) if info.fence == fence && info.state == LockState::Live => {
-            // Another handle may have renewed it with the token.
-            status.lock().expires_at = info.expires_at;
+    let info = locker.info(key).await.map_err(|e| status.broken(e))?;
+    match judge(info, fence) {
+        Ok(expires_at) => {
+            status.lock().expires_at = expires_at;
             Ok(true)
         }
-        Some(info) if info.fence == fence && info.state == LockState::Expired => {
-            status.lose(LeaseLost::Expired);
-            Ok(false)
-        }
-        _ => {
-            status.lose(LeaseLost::Taken);
+        Err(why) => {
+            status.lose(why);
             Ok(false)
         }
     }

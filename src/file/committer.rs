@@ -153,6 +153,33 @@ struct Typed<R, F> {
     deadline: Instant,
 }
 
+impl<R, F> Typed<R, F> {
+    /// The job of `op`, submitted now, with the reply its caller waits on
+    /// and the state its caller may abandon it through.
+    fn new(op: F, busy_timeout: Duration) -> (Typed<R, F>, Arc<Reply<R>>, Arc<AtomicU8>) {
+        let submitted = Instant::now();
+        let reply = Reply::new();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let job = Typed {
+            op,
+            result: None,
+            reply: Some(Arc::clone(&reply)),
+            state: Arc::clone(&state),
+            submitted,
+            deadline: submitted + busy_timeout,
+        };
+        (job, reply, state)
+    }
+}
+
+/// The error of an operation whose answer never came.
+fn stopped(path: &std::path::Path) -> Error {
+    Error::Storage {
+        path: path.to_owned(),
+        detail: "the handle's commit thread has stopped".to_owned(),
+    }
+}
+
 impl<R, F> Job for Typed<R, F>
 where
     R: Send,
@@ -353,22 +380,9 @@ impl Committer {
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
         let _inside = Inside::enter(&self.shared.inside);
-        let submitted = Instant::now();
-        let deadline = submitted + busy_timeout;
-        let reply = Reply::new();
-        let state = Arc::new(AtomicU8::new(QUEUED));
-        let job = Typed {
-            op,
-            result: None,
-            reply: Some(Arc::clone(&reply)),
-            state: Arc::clone(&state),
-            submitted,
-            deadline,
-        };
-        let closed = || Error::Storage {
-            path: path.to_owned(),
-            detail: "the handle's commit thread has stopped".to_owned(),
-        };
+        let (job, reply, state) = Typed::new(op, busy_timeout);
+        let (submitted, deadline) = (job.submitted, job.deadline);
+        let closed = || stopped(path);
         let answered = |answer| match answer {
             Answer::Given(result) => result,
             Answer::Waiting | Answer::Lost => Err(closed()),
@@ -449,10 +463,7 @@ impl<R> Pending<R> {
     fn answered(&self, answer: Answer<R>) -> Result<R> {
         match answer {
             Answer::Given(result) => result,
-            Answer::Waiting | Answer::Lost => Err(Error::Storage {
-                path: self.path.clone(),
-                detail: "the handle's commit thread has stopped".to_owned(),
-            }),
+            Answer::Waiting | Answer::Lost => Err(stopped(&self.path)),
         }
     }
 }
@@ -498,16 +509,7 @@ impl Committer {
         if !self.shared.queue.is_empty() {
             return Err(op);
         }
-        let submitted = Instant::now();
-        let reply = Reply::new();
-        let job = Typed {
-            op,
-            result: None,
-            reply: Some(Arc::clone(&reply)),
-            state: Arc::new(AtomicU8::new(QUEUED)),
-            submitted,
-            deadline: submitted + busy_timeout,
-        };
+        let (job, reply, _) = Typed::new(op, busy_timeout);
         let finished = self.shared.run_batch(store, vec![Box::new(job)]);
         drop(role);
         for (job, outcome) in finished {
@@ -515,10 +517,7 @@ impl Committer {
         }
         Ok(match reply.wait(None) {
             Some(Answer::Given(result)) => result,
-            _ => Err(Error::Storage {
-                path: path.to_owned(),
-                detail: "the handle's commit thread has stopped".to_owned(),
-            }),
+            _ => Err(stopped(path)),
         })
     }
 
@@ -540,22 +539,9 @@ impl Committer {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
-        let submitted = Instant::now();
-        let deadline = submitted + busy_timeout;
-        let reply = Reply::new();
-        let state = Arc::new(AtomicU8::new(QUEUED));
-        let job = Typed {
-            op,
-            result: None,
-            reply: Some(Arc::clone(&reply)),
-            state: Arc::clone(&state),
-            submitted,
-            deadline,
-        };
-        let closed = || Error::Storage {
-            path: path.to_owned(),
-            detail: "the handle's commit thread has stopped".to_owned(),
-        };
+        let (job, reply, state) = Typed::new(op, busy_timeout);
+        let (submitted, deadline) = (job.submitted, job.deadline);
+        let closed = || stopped(path);
         let jobs = self.jobs.as_ref().ok_or_else(closed)?;
         jobs.send(Box::new(job)).map_err(|_| closed())?;
         Ok(Pending {
