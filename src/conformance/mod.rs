@@ -2,8 +2,8 @@
 //! lockers (cargo feature `conformance`).
 //!
 //! [`run`] checks a locker against every row of the table that holds for any
-//! locker: 43 checks, one per row (two for T1), each on a fresh locker that
-//! your factory makes. The kit owns the clock: it hands the factory a
+//! locker: 49 checks, one per row (two for T1), the job helpers' J1 to J6
+//! among them, each on a fresh locker that your factory makes. The kit owns the clock: it hands the factory a
 //! [`ManualClock`] and moves time only through it, so the locker must read
 //! the time from that clock and nowhere else. A row that fails does not stop
 //! the others; the [`Report`] names every failed row with what went wrong.
@@ -90,6 +90,9 @@
 //!   forwards and backwards, as far as [`latest_expiry`](crate::latest_expiry).
 //! - Row A7 races 8 scoped threads for one key on a shared `&L`, so the
 //!   locker is `Sync`.
+//! - The job helpers' rows (J1 to J6) count a TTL from [`Locker::now`]: a
+//!   locker that reads an injected clock must return that clock's time
+//!   there. J5 and J6 wait in real time, a few tens of milliseconds.
 //! - Failures are panics (a failed assertion, or a panic of the locker or the
 //!   factory), caught with [`catch_unwind`](std::panic::catch_unwind): the
 //!   kit needs `panic = "unwind"`, the default, and the panic hook still
