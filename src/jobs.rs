@@ -497,7 +497,10 @@ fn wait_plain<'a, T: Default>(
     key: &str,
     options: OverlapOptions,
 ) -> Result<Option<JobLease<'a, T>>> {
-    let deadline = options.wait.map(|wait| Instant::now() + wait);
+    // A wait too long to reach is a wait without end.
+    let deadline = options
+        .wait
+        .and_then(|wait| Instant::now().checked_add(wait));
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(lease) = acquire_plain(locker, key, options.ttl)? {

@@ -412,3 +412,34 @@ fn damaged_and_foreign_records_leave_the_admin_path_working() {
             .unwrap()
     );
 }
+
+/// Absurd timeouts and waits are errors that name the argument, or waits
+/// without end, never a panic of a time that overflows.
+#[test]
+fn absurd_durations_are_errors_not_panics() {
+    use hostlock::{Error, FileLocker, LeaseLocker};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locks.redb");
+    for busy in [Duration::ZERO, Duration::from_secs(86_401), Duration::MAX] {
+        let opened = FileLocker::<u32>::builder(&path).busy_timeout(busy).open();
+        assert!(
+            matches!(
+                &opened,
+                Err(Error::InvalidArgument {
+                    argument: "busy timeout",
+                    ..
+                })
+            ),
+            "{busy:?}: {opened:?}"
+        );
+    }
+    assert!(!path.exists(), "nothing created for a refused setting");
+    let locker: FileLocker<u32> = FileLocker::open(&path).unwrap();
+    // A TTL and a wait too long to count to: the lease never expires (as
+    // far as a lock file counts), the wait has no end.
+    let guard = locker
+        .try_lock_for("k", 2, Some(Duration::MAX), Duration::MAX)
+        .unwrap();
+    assert!(guard.is_some());
+}

@@ -526,4 +526,9 @@ fn a_plain_locker_gives_its_jobs_no_fence_and_the_helpers_poll() {
         waiter.join().unwrap()
     });
     assert_eq!(waited.unwrap(), Outcome::Ran("report".to_owned()));
+
+    // A wait too long to count to is a wait without end, not a panic.
+    let endless = OverlapOptions::new().wait(Duration::MAX);
+    let ran = without_overlap(&locker, "free", endless, |_| 1).unwrap();
+    assert_eq!(ran, Outcome::Ran(1));
 }

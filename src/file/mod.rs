@@ -664,6 +664,9 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     }
 }
 
+/// The longest busy timeout a handle accepts.
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Settings for opening a [`FileLocker`]; made by [`FileLocker::builder`].
 ///
 /// ```
@@ -848,7 +851,7 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
     ///
     /// # Errors
     /// - [`Error::InvalidArgument`]: a zero cleanup interval or busy timeout,
-    ///   or a mode that is not allowed.
+    ///   a busy timeout over a day, or a mode that is not allowed.
     /// - [`Error::IsDirectory`], [`Error::NotFound`] (of the parent
     ///   directory), [`Error::PermissionDenied`], [`Error::ReadOnly`]: the
     ///   path cannot be used.
@@ -862,6 +865,12 @@ impl<T: Serialize + DeserializeOwned> FileLockerBuilder<T> {
     pub fn open(self) -> Result<FileLocker<T>> {
         if self.busy_timeout.is_zero() {
             return Err(Error::invalid("busy timeout", "must be longer than zero"));
+        }
+        if self.busy_timeout > MAX_BUSY_TIMEOUT {
+            return Err(Error::invalid(
+                "busy timeout",
+                "must be at most a day: a writer that holds the file longer is stuck",
+            ));
         }
         if self.background_cleanup && self.cleanup_interval.is_zero() {
             return Err(Error::invalid(
