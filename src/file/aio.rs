@@ -16,13 +16,13 @@ use super::schema::Tables;
 use super::store::Store;
 use super::{
     Expiry, FileLocker, Granted, Queue, dequeue_op, enqueue_op, grant_op, release_op, renew_op,
+    timed,
 };
 use crate::aio::AsyncRawLeaseLocker;
 use crate::error::Result;
 use crate::guard::Lease;
 use crate::info::{InspectableLocker, LockInfo};
 use crate::value::{check_key, check_token, encode_value};
-use crate::value::{clamp_now, now_nanos};
 
 /// Runs `undo` when dropped while armed: what a cancelled call leaves
 /// behind is taken away.
@@ -83,11 +83,7 @@ impl<T> FileLocker<T> {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
     {
-        let clock = Arc::clone(&self.inner.clock);
-        let mut f = f;
-        let op = move |store: &Store, tables: &mut Tables<'_>| {
-            f(store, tables, now_nanos(clamp_now(clock.now())))
-        };
+        let op = timed(&self.inner.clock, f);
         let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|runtime| {
             runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
         });

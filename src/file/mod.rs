@@ -370,28 +370,26 @@ impl<T> FileLocker<T> {
     /// share with other calls of this handle), with the time read after the
     /// transaction began, so no other writer can act between the time and
     /// the decision.
-    fn decide<R, F>(&self, mut f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
-    {
-        let clock = Arc::clone(&self.inner.clock);
-        self.store()
-            .submit(move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now()))))
+    fn decide<R: Send + 'static>(&self, f: impl Decision<R>) -> Result<R> {
+        self.store().submit(timed(&self.inner.clock, f))
     }
 
     /// Like [`decide`](Self::decide), for async callers: queues `f` for the
     /// commit thread and returns at once, with the answer to await.
     #[cfg(feature = "tokio")]
-    fn send<R, F>(&self, mut f: F) -> Result<committer::Pending<R>>
-    where
-        R: Send + 'static,
-        F: FnMut(&Store, &mut Tables<'_>, u64) -> Result<(R, bool)> + Send + 'static,
-    {
-        let clock = Arc::clone(&self.inner.clock);
-        self.store()
-            .send(move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now()))))
+    fn send<R: Send + 'static>(&self, f: impl Decision<R>) -> Result<committer::Pending<R>> {
+        self.store().send(timed(&self.inner.clock, f))
     }
+}
+
+/// `f` as the store runs it: given the time on `clock`, read when the
+/// operation runs in its transaction.
+fn timed<R, D: Decision<R>>(
+    clock: &Arc<dyn Clock>,
+    mut f: D,
+) -> impl FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static + use<R, D> {
+    let clock = Arc::clone(clock);
+    move |store, tables| f(store, tables, now_nanos(clamp_now(clock.now())))
 }
 
 /// A decision made in a write transaction (which it may share with other

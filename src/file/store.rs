@@ -605,11 +605,16 @@ impl Store {
         }
     }
 
+    /// Whether this handle listens for wake-ups from other processes.
+    pub(crate) fn listening_for_wakeups(&self) -> bool {
+        self.listener.get().is_some_and(Option::is_some)
+    }
+
     /// How long a waiter for a key held by another process sleeps between
     /// looks: 2 ms, or 25 ms while this handle listens for wake-ups (which
     /// a release in another process sends).
     pub(crate) fn poll_interval(&self) -> Duration {
-        if self.listener.get().is_some_and(Option::is_some) {
+        if self.listening_for_wakeups() {
             Duration::from_millis(25)
         } else {
             Duration::from_millis(2)

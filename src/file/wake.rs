@@ -114,4 +114,34 @@ mod tests {
         send(incarnation, 8);
         drop(listener);
     }
+
+    #[test]
+    fn a_release_wakes_a_waiting_handle_that_commits_nothing() {
+        use crate::file::FileLocker;
+        use crate::guard::{LeaseLocker, RawLeaseLocker};
+        use std::time::Instant;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("locks.redb");
+        let open = || {
+            FileLocker::<u32>::builder(&path)
+                .background_cleanup(false)
+                .open()
+                .expect("open")
+        };
+        let (holder, waiter) = (open(), open());
+        let guard = holder.try_lock("k", 1, None).expect("try").expect("free");
+        let ticket = waiter.enqueue("k", None).expect("enqueue");
+        assert!(waiter.store().listening_for_wakeups());
+        let seen = waiter.store().commits();
+        assert!(guard.unlock().expect("unlock"));
+        // Only a wake-up moves the waiting handle's count: it committed
+        // nothing, and looking on its own changes nothing.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while waiter.store().commits() == seen {
+            assert!(Instant::now() < deadline, "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        waiter.dequeue("k", ticket).expect("dequeue");
+    }
 }
