@@ -267,7 +267,19 @@ fn four_processes_looping_on_one_key_take_turns() {
         assert_eq!(pair[0].1, pair[1].1);
     }
     let pids: std::collections::HashSet<u32> = enters.iter().copied().collect();
-    for (n, window) in enters.windows(20).enumerate() {
+    // While all four contend: from the last one's first hold to the first
+    // one's last (a process that starts late, or has done its cycles, is
+    // not in line).
+    let first = |pid: &u32| enters.iter().position(|p| p == pid).unwrap_or(0);
+    let last = |pid: &u32| enters.iter().rposition(|p| p == pid).unwrap_or(0);
+    let from = pids.iter().map(first).max().unwrap_or(0);
+    let to = pids.iter().map(last).min().unwrap_or(0);
+    let contended = &enters[from..=to.max(from)];
+    assert!(
+        contended.len() >= 20,
+        "all four contended too briefly: {enters:?}"
+    );
+    for (n, window) in contended.windows(20).enumerate() {
         for pid in &pids {
             let holds = window.iter().filter(|p| *p == pid).count();
             assert!(
