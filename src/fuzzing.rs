@@ -8,7 +8,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::value::{Record, decode_value};
+use crate::value::{Record, Request, decode_value};
 
 /// Decodes `bytes` as a stored record with a value of type `T`, and checks
 /// that a record that decodes encodes back to the same bytes.
@@ -20,4 +20,16 @@ pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T
         "a decoded record must re-encode exactly"
     );
     decode_value(record.value)
+}
+
+/// Decodes `bytes` as a waiter's stored request with a value of type `T`,
+/// and checks that a request that decodes encodes back to the same bytes.
+pub fn decode_request<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, String> {
+    let request = Request::decode(bytes)?;
+    assert_eq!(
+        request.encode(),
+        bytes,
+        "a decoded request must re-encode exactly"
+    );
+    decode_value(request.value)
 }

@@ -349,6 +349,74 @@ impl<'a> Record<'a> {
     }
 }
 
+/// What a queued waiter asks for, stored with its place in the queue so that
+/// a release can hand it the key in the release's own transaction.
+///
+/// ```text
+/// byte 0     request version (REQUEST_VERSION)
+/// byte 1     flags: bit 0 = has a TTL; other bits zero
+/// 4 bytes    process id of the waiter, big-endian
+/// 8 bytes    TTL in nanoseconds, big-endian                         (if bit 0)
+/// 2 bytes    token length, big-endian, then the token's UTF-8 bytes
+/// the rest   the value, CBOR (RFC 8949)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Request<'a> {
+    pub(crate) pid: u32,
+    /// The lease's length in nanoseconds, counted from the hand-off.
+    pub(crate) ttl: Option<u64>,
+    pub(crate) token: &'a str,
+    pub(crate) value: &'a [u8],
+}
+
+pub(crate) const REQUEST_VERSION: u8 = 1;
+
+impl<'a> Request<'a> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.token.len() + self.value.len());
+        out.push(REQUEST_VERSION);
+        out.push(if self.ttl.is_some() { HAS_EXPIRY } else { 0 });
+        out.extend_from_slice(&self.pid.to_be_bytes());
+        if let Some(ttl) = self.ttl {
+            out.extend_from_slice(&ttl.to_be_bytes());
+        }
+        // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
+        let len = u16::try_from(self.token.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.token.as_bytes()[..usize::from(len)]);
+        out.extend_from_slice(self.value);
+        out
+    }
+
+    /// Parses stored bytes; the error says what is wrong with them.
+    pub(crate) fn decode(bytes: &'a [u8]) -> std::result::Result<Request<'a>, String> {
+        let mut cursor = Cursor { rest: bytes };
+        let [version, flags] = cursor.array("header")?;
+        if version != REQUEST_VERSION {
+            return Err(format!("unknown request version {version}"));
+        }
+        if flags & !HAS_EXPIRY != 0 {
+            return Err(format!("unknown request flags {flags:#04x}"));
+        }
+        let pid = u32::from_be_bytes(cursor.array("process id")?);
+        let ttl = (flags & HAS_EXPIRY != 0)
+            .then(|| cursor.array("TTL").map(u64::from_be_bytes))
+            .transpose()?;
+        let len = usize::from(u16::from_be_bytes(cursor.array("token length")?));
+        let raw = cursor.take(len, "token")?;
+        let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
+        if token.is_empty() {
+            return Err("stored token is empty".to_owned());
+        }
+        Ok(Request {
+            pid,
+            ttl,
+            token,
+            value: cursor.rest,
+        })
+    }
+}
+
 struct Cursor<'a> {
     rest: &'a [u8],
 }
@@ -474,6 +542,37 @@ mod tests {
         }
         assert!(Record::decode(&[9, 0]).unwrap_err().contains("version 9"));
         assert!(Record::decode(&[1, 0x80]).unwrap_err().contains("flags"));
+    }
+
+    #[test]
+    fn requests_round_trip_and_damaged_ones_are_errors() {
+        let value = encode_value(&("job", 7u32)).unwrap();
+        for ttl in [None, Some(1), Some(u64::MAX)] {
+            for token in ["t", "ünïcode"] {
+                let request = Request {
+                    pid: 99,
+                    ttl,
+                    token,
+                    value: &value,
+                };
+                let bytes = request.encode();
+                assert_eq!(Request::decode(&bytes).unwrap(), request);
+            }
+        }
+        let good = Request {
+            pid: 1,
+            ttl: Some(5),
+            token: "tok",
+            value: &[],
+        }
+        .encode();
+        for cut in 0..good.len() {
+            assert!(Request::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(Request::decode(&[9, 0]).unwrap_err().contains("version 9"));
+        assert!(Request::decode(&[1, 0x80]).unwrap_err().contains("flags"));
+        let empty_token = [1, 0, 0, 0, 0, 1, 0, 0];
+        assert!(Request::decode(&empty_token).unwrap_err().contains("empty"));
     }
 
     #[test]

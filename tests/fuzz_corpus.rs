@@ -3,8 +3,9 @@
 //! - `fuzz/corpus/decode_record/`: every file goes through
 //!   `hostlock::fuzzing::decode_record` as a `ciborium::Value`, a `String` and
 //!   a `u64`; none may panic (which includes the check that a decoded record
-//!   re-encodes to the same bytes). The hand-written seeds named `valid_*`
-//!   must also decode.
+//!   re-encodes to the same bytes), and through `decode_request` as a
+//!   waiter's request. The hand-written seeds named `valid_*` must decode
+//!   as records, those named `request_*` as requests.
 //! - `fuzz/corpus/open_file/`: every file goes through
 //!   `hostlock_testkit::open_file`, which panics on a panic of the locker, an
 //!   error that does not describe the file, or a sound file that misbehaves.
@@ -20,7 +21,7 @@ use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use hostlock::fuzzing::decode_record;
+use hostlock::fuzzing::{decode_record, decode_request};
 use hostlock_testkit::{open_file, ops_faults, ops_model};
 
 fn corpus_files(target: &str) -> Vec<PathBuf> {
@@ -86,15 +87,24 @@ fn decode_record_corpus_replays_without_panics() {
             let value = decode_record::<ciborium::Value>(&bytes);
             let _ = decode_record::<String>(&bytes);
             let _ = decode_record::<u64>(&bytes);
-            value
+            let request = decode_request::<ciborium::Value>(&bytes);
+            let _ = decode_request::<u64>(&bytes);
+            (value, request)
         }));
         let name = name(path);
         match outcome {
-            Ok(value) => {
+            Ok((value, request)) => {
                 if name.starts_with("valid_") {
                     assert!(
                         value.is_ok(),
                         "seed {name} ({}) does not decode: {value:?}",
+                        hex(&bytes)
+                    );
+                }
+                if name.starts_with("request_") {
+                    assert!(
+                        request.is_ok(),
+                        "seed {name} ({}) does not decode as a request: {request:?}",
                         hex(&bytes)
                     );
                 }
@@ -104,7 +114,7 @@ fn decode_record_corpus_replays_without_panics() {
     }
     assert!(
         panicked.is_empty(),
-        "decode_record panicked on {} corpus file(s): {panicked:#?}",
+        "decode_record or decode_request panicked on {} corpus file(s): {panicked:#?}",
         panicked.len()
     );
 }

@@ -1,4 +1,4 @@
-//! Fuzz target: no input makes `hostlock::fuzzing::decode_record` panic, and every record that decodes re-encodes to the same bytes.
+//! Fuzz target: no input makes `hostlock::fuzzing::decode_record` or `decode_request` panic, and every record or waiter's request that decodes re-encodes to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,4 +9,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = hostlock::fuzzing::decode_record::<serde_json::Value>(data);
     let _ = hostlock::fuzzing::decode_record::<String>(data);
     let _ = hostlock::fuzzing::decode_record::<u64>(data);
+    let _ = hostlock::fuzzing::decode_request::<serde_json::Value>(data);
+    let _ = hostlock::fuzzing::decode_request::<u64>(data);
 });
