@@ -87,7 +87,36 @@ pub trait RawLeaseLocker<T>: RenewableLocker<T> + InspectableLocker<T> {
     /// An invalid key, or a storage error.
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64>;
 
-    /// Leaves the queue of waiters for `key`.
+    /// Joins the queue of waiters for `key` as [`enqueue`](Self::enqueue)
+    /// does, leaving the lease this waiter will ask for: the `value`, `ttl`
+    /// and `token` it will pass to [`acquire_lease`](Self::acquire_lease)
+    /// with the ticket. A locker may then hand the key to this waiter in the
+    /// very transaction of the release that frees it, with the TTL counted
+    /// from the hand-off, so that the waiter's next `acquire_lease` finds
+    /// the lease already its own. A waiter that gives up instead must still
+    /// [`dequeue`](Self::dequeue), which gives back a key handed to it.
+    ///
+    /// The default forgets the request and calls `enqueue`;
+    /// [`FileLocker`](crate::FileLocker) hands keys over.
+    ///
+    /// # Errors
+    /// An invalid key or token, a value that does not encode, or a storage
+    /// error.
+    fn enqueue_lease(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        value: &T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<u64> {
+        let _ = (value, ttl, token);
+        self.enqueue(key, max_wait)
+    }
+
+    /// Leaves the queue of waiters for `key`. A key a release handed to
+    /// this ticket (see [`enqueue_lease`](Self::enqueue_lease)) and that
+    /// its waiter has not claimed goes to the next waiter.
     ///
     /// # Errors
     /// An invalid key, or a storage error.
@@ -173,13 +202,13 @@ pub trait LeaseLocker<T>: RawLeaseLocker<T> + Clone {
         let started = Instant::now();
         let deadline = started.checked_add(wait);
         let limit = deadline.is_some().then_some(wait);
+        let token = random_token();
         let ticket = Ticket {
             locker: self,
             key,
-            number: self.enqueue(key, limit)?,
+            number: self.enqueue_lease(key, limit, &value, ttl, &token)?,
             value: PhantomData,
         };
-        let token = random_token();
         loop {
             let lease = self.acquire_lease(key, value.clone(), ttl, &token, Some(ticket.number))?;
             if let Some(lease) = lease {

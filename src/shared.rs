@@ -90,6 +90,17 @@ impl<T, L: RawLeaseLocker<T> + ?Sized> RawLeaseLocker<T> for Arc<L> {
         (**self).enqueue(key, max_wait)
     }
 
+    fn enqueue_lease(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        value: &T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<u64> {
+        (**self).enqueue_lease(key, max_wait, value, ttl, token)
+    }
+
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
         (**self).dequeue(key, ticket)
     }

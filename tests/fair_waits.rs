@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hostlock::{FileLocker, LeaseLocker, MemoryLocker, RawLeaseLocker};
+use hostlock::{FileLocker, InspectableLocker, LeaseLocker, MemoryLocker, RawLeaseLocker};
 
 use common::LOG;
 const CYCLES: &str = "HOSTLOCK_TEST_CYCLES";
@@ -439,6 +439,10 @@ fn a_stopped_waiter_does_not_block_a_free_key() {
     let pid = child.0.id();
     let took = common::while_stopped(pid, Duration::from_secs(60), || {
         drop(held);
+        // The release handed the key to the stopped waiter, which cannot
+        // claim it; its grace over, the next waiter takes it away.
+        let handed = locker.info("key").unwrap().map(|info| info.value);
+        assert_eq!(handed, Some(0), "handed to the first waiter");
         let started = Instant::now();
         let next = locker
             .try_lock_for("key", 2, None, Duration::from_secs(20))

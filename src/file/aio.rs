@@ -183,7 +183,7 @@ where
         self.store().listen();
         let given: Arc<Mutex<Option<u64>>> = Arc::default();
         let noted = Arc::clone(&given);
-        let op = enqueue_op(key, self.store().session(), max_wait).map(|mut op| {
+        let op = enqueue_op(key, self.store().session(), max_wait, None).map(|mut op| {
             move |store: &Store, tables: &mut Tables<'_>, now: u64| {
                 let (ticket, changed) = op(store, tables, now)?;
                 *noted.lock().unwrap_or_else(PoisonError::into_inner) = Some(ticket);

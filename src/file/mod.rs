@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 
 use self::cleanup::{ErrorCallback, Sweeper};
 pub use self::durability::Durability;
-use self::schema::{LOCKS, Stored, Tables};
+use self::schema::{Handed, LOCKS, Stored, Tables};
 use self::store::{Store, storage_error};
 use crate::clock::{Clock, SystemClock, monotonic_nanos};
 use crate::error::{Error, Result};
@@ -44,8 +44,8 @@ use crate::guard::{Lease, RawLeaseLocker};
 use crate::info::{Holder, InspectableLocker, LockInfo, LockState};
 use crate::locker::{CleanableLocker, Locker, RenewableLocker};
 use crate::value::{
-    LockValue, Record, check_expiry, check_key, check_lock, check_token, clamp_now, decode_value,
-    encode_value, expiry_after, expiry_nanos, now_nanos, time_from_nanos,
+    LockValue, Record, Request, check_expiry, check_key, check_lock, check_token, clamp_now,
+    decode_value, encode_value, expiry_after, expiry_nanos, now_nanos, time_from_nanos,
 };
 
 /// How long a call waits for other writers before [`Error::Busy`], by default.
@@ -357,13 +357,74 @@ impl<T> FileLocker<T> {
         Ok(self.state_of(&record, self.clock_now())? == LockState::Live)
     }
 
-    /// Whether `key` is free and it is `ticket`'s turn, from read transactions.
+    /// What the waiter holding `ticket` (or a caller without one) should do
+    /// about `key` now, from one read transaction.
+    fn next_step(&self, key: &str, ticket: Option<u64>) -> Result<Step> {
+        let store = self.store();
+        let view = schema::view(store, key, ticket)?;
+        let live = |bytes: &[u8]| {
+            let record = schema::decode_record(self.path(), key, bytes)?;
+            Ok::<_, Error>(self.state_of(&record, self.clock_now())? == LockState::Live)
+        };
+        let free = match (&view.lock, view.handed) {
+            (Some(bytes), Some(handed)) if Some(handed.ticket) == ticket => {
+                if live(bytes)? {
+                    return Ok(Step::Claim(bytes.clone(), handed));
+                }
+                // Expired before its waiter came to claim it.
+                true
+            }
+            (None, _) => true,
+            // Unclaimed past its grace: the next attempt takes it away.
+            (Some(_), Some(handed))
+                if handed.grace_over(monotonic_nanos())
+                    && !store.turn_claimed(handed.ticket)? =>
+            {
+                true
+            }
+            (Some(bytes), _) => !live(bytes)?,
+        };
+        let gone = |session, limit| store.waiter_gone(session, limit);
+        Ok(if free && view.is_turn(ticket, monotonic_nanos(), gone)? {
+            Step::Try
+        } else {
+            Step::Wait
+        })
+    }
+
+    /// Whether `key` is free and it is `ticket`'s turn, or a release handed
+    /// it to `ticket`, from a read transaction.
     fn ready(&self, key: &str, ticket: Option<u64>) -> Result<bool> {
-        if self.held(key)? {
-            return Ok(false);
+        Ok(!matches!(self.next_step(key, ticket)?, Step::Wait))
+    }
+
+    /// Claims for the waiter holding `ticket` and `token` the lock `bytes`
+    /// that a release handed to it: its lease, or `None` if the lock is not
+    /// its own or its turn is being taken away. The claim is a byte-range
+    /// lock, which the waiter keeps until it releases the key.
+    fn claim(
+        &self,
+        key: &str,
+        token: &str,
+        ticket: u64,
+        bytes: &[u8],
+        handed: Handed,
+    ) -> Result<Option<Lease>> {
+        let record = schema::decode_record(self.path(), key, bytes)?;
+        if handed.ticket != ticket || record.token != Some(token) {
+            return Ok(None);
         }
-        let gone = |session, limit| self.store().waiter_gone(session, limit);
-        schema::is_turn(self.store(), key, ticket, monotonic_nanos(), gone)
+        // Once the claim byte is taken, no one can take the turn away; the
+        // hand-off must still stand, or it was taken away just before.
+        let store = self.store();
+        let standing = || Ok(schema::view(store, key, None)?.handed == Some(handed));
+        if !store.claim(key, token, ticket, standing)? {
+            return Ok(None);
+        }
+        Ok(Some(Lease {
+            fence: record.fence,
+            expires_at: record.expires_at(),
+        }))
     }
 
     /// Runs `f` on the lock tables in a write transaction (which it may
@@ -427,7 +488,7 @@ fn grant_op(
         let key = owned_key.as_str();
         let old = tables.get(key)?;
         if let Some(old) = &old
-            && counts(store, old, now)?
+            && counts(store, tables, key, old, now)?
         {
             return Ok((Granted::Refused, false));
         }
@@ -495,7 +556,7 @@ fn renew_op(
         let Some(old) = tables.get(key)? else {
             return Ok((false, false));
         };
-        if old.token.as_deref() != Some(token.as_str()) || !counts(store, &old, now)? {
+        if old.token.as_deref() != Some(token.as_str()) || !counts(store, tables, key, &old, now)? {
             return Ok((false, false));
         }
         let stored = schema::decode_record(store.path(), key, &old.bytes)?;
@@ -519,9 +580,9 @@ fn release_op(key: &str, token: &str) -> Result<impl Decision<bool> + use<>> {
     Ok(
         move |store: &Store, tables: &mut Tables<'_>, now: u64| match tables.get(&key)? {
             Some(old) if old.token.as_deref() == Some(token.as_str()) => {
-                let held = counts(store, &old, now)?;
+                let held = counts(store, tables, &key, &old, now)?;
                 tables.remove(&key, &old)?;
-                wake_next(store, tables, &key)?;
+                hand_off(store, tables, &key, now)?;
                 Ok((held, true))
             }
             _ => Ok((false, false)),
@@ -538,11 +599,53 @@ fn wake_next(store: &Store, tables: &Tables<'_>, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Hands the key just freed to the first waiter in its queue still
+/// waiting, if that waiter left its request: the lock it asked for is
+/// stored in this transaction, with a fence of its own, and the waiter is
+/// woken to claim it. A waiter that left no request is woken to take the
+/// key itself, with the one behind it.
+fn hand_off(store: &Store, tables: &mut Tables<'_>, key: &str, now: u64) -> Result<()> {
+    let mono = monotonic_nanos();
+    let gone = |session, limit| store.waiter_gone(session, limit);
+    let Some((waiter, request)) = tables.first_live_waiter(key, mono, gone)? else {
+        return Ok(());
+    };
+    let Some(bytes) = request else {
+        return wake_next(store, tables, key);
+    };
+    let request = Request::decode(&bytes).map_err(|detail| Error::Corrupted {
+        path: store.path().to_owned(),
+        detail: format!("a waiter's request for {key:?} does not decode: {detail}"),
+    })?;
+    let expires = request.ttl.and_then(|ttl| {
+        expiry_nanos(expiry_after(
+            time_from_nanos(now),
+            Duration::from_nanos(ttl),
+        ))
+    });
+    let record = Record {
+        fence: tables.next_fence()?,
+        acquired: now,
+        pid: request.pid,
+        expires,
+        session: Some(waiter.session),
+        origin: Some(waiter.session),
+        token: Some(request.token),
+        value: request.value,
+    };
+    tables.insert(key, &record)?;
+    tables.note_handed(key, record.fence, waiter.ticket, mono)?;
+    tables.dequeue(key, waiter.ticket)?;
+    store.wake_after_commit(waiter.session);
+    Ok(())
+}
+
 /// The decision of a waiter joining `key`'s queue: its ticket.
 fn enqueue_op(
     key: &str,
     session: u64,
     max_wait: Option<Duration>,
+    request: Option<Vec<u8>>,
 ) -> Result<impl Decision<u64> + use<>> {
     check_key(key)?;
     let key = key.to_owned();
@@ -552,28 +655,69 @@ fn enqueue_op(
         .and_then(|wait| u64::try_from(wait.as_nanos()).ok())
         .map_or(u64::MAX, |wait| monotonic_nanos().saturating_add(wait));
     Ok(move |_: &Store, tables: &mut Tables<'_>, _: u64| {
-        Ok((tables.enqueue(&key, session, limit)?, true))
+        Ok((
+            tables.enqueue(&key, session, limit, request.as_deref())?,
+            true,
+        ))
     })
 }
 
-/// The decision of a waiter leaving `key`'s queue.
+/// The decision of a waiter leaving `key`'s queue. A waiter that leaves
+/// after a release handed it the key, without having claimed it, gives the
+/// key back: it goes to the next waiter.
 fn dequeue_op(key: &str, ticket: u64) -> Result<impl Decision<()> + use<>> {
     check_key(key)?;
     let key = key.to_owned();
-    Ok(move |store: &Store, tables: &mut Tables<'_>, _: u64| {
+    Ok(move |store: &Store, tables: &mut Tables<'_>, now: u64| {
         let left = tables.dequeue(&key, ticket)?;
         if left {
             // The next in line may be first now.
             wake_next(store, tables, &key)?;
+            return Ok(((), true));
         }
-        Ok(((), left))
+        let Some(old) = tables.get(&key)? else {
+            return Ok(((), false));
+        };
+        let handed = tables.handed(&key, &old)?;
+        if handed.is_some_and(|h| h.ticket == ticket) && store.take_turn_away(ticket)? {
+            tables.remove(&key, &old)?;
+            hand_off(store, tables, &key, now)?;
+            return Ok(((), true));
+        }
+        Ok(((), false))
     })
 }
 
-/// Whether a stored lock holds its key at `now` (ns): not expired, and its
-/// holder not gone.
-fn counts(store: &Store, stored: &Stored, now: u64) -> Result<bool> {
-    Ok(!stored.is_expired_at(now) && !store.holder_gone(stored.session)?)
+/// Whether a stored lock holds `key` at `now` (ns): not expired, its holder
+/// not gone, and, if a release handed it to a waiter, claimed by the waiter
+/// or still within the waiter's time to claim it. A hand-off this finds
+/// unclaimed past that time is taken away for the rest of the transaction.
+fn counts(
+    store: &Store,
+    tables: &Tables<'_>,
+    key: &str,
+    stored: &Stored,
+    now: u64,
+) -> Result<bool> {
+    if stored.is_expired_at(now) || store.holder_gone(stored.session)? {
+        return Ok(false);
+    }
+    match tables.handed(key, stored)? {
+        Some(handed) if handed.grace_over(monotonic_nanos()) => {
+            Ok(!store.take_turn_away(handed.ticket)?)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// What a caller of `acquire_lease` does next.
+enum Step {
+    /// Claims the lock a release handed to it (its bytes, its hand-off).
+    Claim(Vec<u8>, Handed),
+    /// Tries to take the key in a write.
+    Try,
+    /// Waits: the key is held, or it is not this caller's turn.
+    Wait,
 }
 
 /// When a granted lock expires: at a given time, or a TTL after the decision.
@@ -611,6 +755,16 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
     ) -> Result<Option<Lease>> {
         check_key(key)?;
         check_token(token)?;
+        // Reads first: a key handed to this waiter is claimed without a
+        // write, and a refused attempt takes no write lock from the holder
+        // about to release, or from the waiters joining the queue.
+        match (self.next_step(key, ticket)?, ticket) {
+            (Step::Claim(bytes, handed), Some(ticket)) => {
+                return self.claim(key, token, ticket, &bytes, handed);
+            }
+            (Step::Try, _) => {}
+            _ => return Ok(None),
+        }
         let value = encode_value(&value)?;
         let session = Some(self.store().session());
         let expiry = Expiry::After(ttl);
@@ -627,7 +781,28 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
 
     fn enqueue(&self, key: &str, max_wait: Option<Duration>) -> Result<u64> {
         self.store().listen();
-        self.decide(enqueue_op(key, self.store().session(), max_wait)?)
+        self.decide(enqueue_op(key, self.store().session(), max_wait, None)?)
+    }
+
+    fn enqueue_lease(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        value: &T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> Result<u64> {
+        check_token(token)?;
+        let value = encode_value(value)?;
+        let request = Request {
+            pid: std::process::id(),
+            ttl: ttl.map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)),
+            token,
+            value: &value,
+        };
+        self.store().listen();
+        let session = self.store().session();
+        self.decide(enqueue_op(key, session, max_wait, Some(request.encode()))?)
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
@@ -1028,9 +1203,9 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         self.decide(
             move |store, tables, now| match tables.get_or_remove_damaged(&key)? {
                 Ok(Some(old)) => {
-                    let held = counts(store, &old, now)?;
+                    let held = counts(store, tables, &key, &old, now)?;
                     tables.remove(&key, &old)?;
-                    wake_next(store, tables, &key)?;
+                    hand_off(store, tables, &key, now)?;
                     Ok((held, true))
                 }
                 Ok(None) => Ok((false, false)),
@@ -1044,10 +1219,10 @@ impl<T: Serialize + DeserializeOwned> Locker<T> for FileLocker<T> {
         check_key(key)?;
         let key = key.to_owned();
         self.decide(
-            move |store, tables, _| match tables.get_or_remove_damaged(&key)? {
+            move |store, tables, now| match tables.get_or_remove_damaged(&key)? {
                 Ok(Some(old)) => {
                     tables.remove(&key, &old)?;
-                    wake_next(store, tables, &key)?;
+                    hand_off(store, tables, &key, now)?;
                     Ok(((), true))
                 }
                 Ok(None) => Ok(((), false)),
@@ -1080,6 +1255,8 @@ impl<T: Serialize + DeserializeOwned> RenewableLocker<T> for FileLocker<T> {
     }
 
     fn release_if_owner(&self, key: &str, token: &str) -> Result<bool> {
-        self.decide(release_op(key, token)?)
+        let released = self.decide(release_op(key, token)?)?;
+        self.store().drop_claim(key, token);
+        Ok(released)
     }
 }

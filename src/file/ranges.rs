@@ -14,7 +14,14 @@
 //! BASE + 1                USERS    shared by every open handle; exclusive only to a lone opener
 //! BASE + 2                SWEEPER  exclusive to the one handle whose thread removes expired locks
 //! BASE + 64 + slot        SLOTS    exclusive to the session using that slot
+//! CLAIMS + ticket % 2^40  CLAIMS   exclusive to the waiter that claimed the key a
+//!                                  release handed to its ticket, or to the handle
+//!                                  that takes its turn away (see `schema.rs`)
 //! ```
+//!
+//! A handle takes claims through an open of its own (`Store::claims`), so
+//! that its claims and its own attempts to take a turn away exclude each
+//! other as they do across processes.
 //!
 //! `BASE` is 2^61. redb locks the header (bytes 0 to 319) and bytes from 2^62
 //! up; the test at the end of this file checks, against redb's real backend,
@@ -44,9 +51,14 @@ const SWEEPER: u64 = BASE + 2;
 const SLOTS: u64 = BASE + 64;
 /// How many sessions (open handles, in all processes) a file can have at once.
 pub(crate) const SLOT_COUNT: u64 = 1 << 16;
+/// The first claim byte.
+const CLAIMS: u64 = BASE + (1 << 32);
+/// How many claim bytes there are; tickets share them modulo this, and a
+/// file hands out fewer tickets than this in any span that matters.
+const CLAIM_COUNT: u64 = 1 << 40;
 /// One past the last byte hostlock locks.
 #[cfg_attr(not(test), allow(dead_code))]
-pub(crate) const END: u64 = SLOTS + SLOT_COUNT;
+pub(crate) const END: u64 = CLAIMS + CLAIM_COUNT;
 
 /// The byte-range locks of one open file description of the lock file.
 #[derive(Debug)]
@@ -187,6 +199,18 @@ impl Ranges {
                  have it open"
             ),
         })
+    }
+
+    /// Takes the claim byte of `ticket`, if no other open of the file holds
+    /// it: a waiter claiming the key handed to it, or a handle taking that
+    /// waiter's turn away, whichever comes first.
+    pub(crate) fn try_claim(self: &Arc<Self>, ticket: u64) -> Result<Option<Held>> {
+        self.try_lock(CLAIMS + ticket % CLAIM_COUNT, false)
+    }
+
+    /// Whether another open of the file holds the claim byte of `ticket`.
+    pub(crate) fn claimed(&self, ticket: u64) -> Result<bool> {
+        self.locked_elsewhere(CLAIMS + ticket % CLAIM_COUNT)
     }
 
     /// Whether the session slot `slot` is held by another open of the file.
@@ -374,6 +398,11 @@ mod tests {
         assert!(matches!(busy, Error::Busy { .. }), "{busy:?}");
         drop(opening);
         two.lock_open(Duration::from_millis(20)).unwrap();
+        let claim = one.try_claim(41).unwrap().expect("free");
+        assert!(two.try_claim(41).unwrap().is_none(), "claimed elsewhere");
+        assert!(two.try_claim(42).unwrap().is_some(), "one byte per ticket");
+        drop(claim);
+        assert!(two.try_claim(41).unwrap().is_some(), "free once dropped");
         let sweeper = one.try_sweeper().unwrap();
         assert!(sweeper.is_some());
         assert!(two.try_sweeper().unwrap().is_none());

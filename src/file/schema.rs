@@ -12,7 +12,23 @@
 //!                                  (key, ticket) -> (session, wait limit,
 //!                                  when its turn began), times in ns on the
 //!                                  monotonic clock (0: not begun)
+//! hostlock_requests (&str, u64) -> &[u8] (key, ticket) -> a value::Request: the
+//!                                  lease a queued waiter asks for
+//! hostlock_handed  &str (key)   -> (u64, u64, u64)
+//!                                  (fence, ticket, when it was handed over,
+//!                                  monotonic ns) of a lock a release handed
+//!                                  to a queued waiter
 //! ```
+//!
+//! A release hands the key to the first live waiter that left a request, in
+//! its own transaction: the waiter finds the lock already its own. Until the
+//! waiter claims it (by taking its ticket's claim byte, see `ranges.rs`), the
+//! handed lock counts for `TURN_GRACE` only, as a turn does: a waiter stopped
+//! before claiming holds no one up longer than one that never took its turn.
+//! A handle that finds the grace over takes the claim byte itself before it
+//! treats the key as free, so a claim and a taking-away never both succeed.
+//! Files laid out before these two tables lack them until a write opens them,
+//! and their readers read no hand-offs.
 //!
 //! The expiry index holds exactly the locks that have an expiry, so a cleanup
 //! reads only the index entries that have expired. The holder index holds the
@@ -37,6 +53,10 @@ pub(crate) const HOLDER: TableDefinition<'static, (u64, &str), ()> =
     TableDefinition::new("hostlock_holder");
 pub(crate) const QUEUE: TableDefinition<'static, (&str, u64), (u64, u64, u64)> =
     TableDefinition::new("hostlock_queue");
+pub(crate) const REQUESTS: TableDefinition<'static, (&str, u64), &[u8]> =
+    TableDefinition::new("hostlock_requests");
+pub(crate) const HANDED: TableDefinition<'static, &str, (u64, u64, u64)> =
+    TableDefinition::new("hostlock_handed");
 
 /// The version of the file layout above, stored under `FORMAT_KEY`. Version 1
 /// kept sessions and open locks in a sidecar folder beside the file.
@@ -125,6 +145,7 @@ pub(crate) fn check_format(store: &Store) -> Result<u64> {
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) bytes: Vec<u8>,
+    pub(crate) fence: u64,
     pub(crate) expires: Option<u64>,
     pub(crate) session: Option<u64>,
     pub(crate) token: Option<String>,
@@ -144,6 +165,8 @@ pub(crate) struct Tables<'a> {
     expiry: Table<'a, (u64, &'static str), ()>,
     holder: Table<'a, (u64, &'static str), ()>,
     queue: Table<'a, (&'static str, u64), (u64, u64, u64)>,
+    requests: Table<'a, (&'static str, u64), &'static [u8]>,
+    handed: Table<'a, &'static str, (u64, u64, u64)>,
 }
 
 impl<'a> Tables<'a> {
@@ -155,6 +178,10 @@ impl<'a> Tables<'a> {
             expiry: tx.open_table(EXPIRY).map_err(|e| storage_error(path, e))?,
             holder: tx.open_table(HOLDER).map_err(|e| storage_error(path, e))?,
             queue: tx.open_table(QUEUE).map_err(|e| storage_error(path, e))?,
+            requests: tx
+                .open_table(REQUESTS)
+                .map_err(|e| storage_error(path, e))?,
+            handed: tx.open_table(HANDED).map_err(|e| storage_error(path, e))?,
         })
     }
 
@@ -168,10 +195,11 @@ impl<'a> Tables<'a> {
         };
         let bytes = guard.value().to_vec();
         let record = decode_record(self.path, key, &bytes)?;
-        let (expires, session) = (record.expires, record.session);
+        let (expires, session, fence) = (record.expires, record.session, record.fence);
         let token = record.token.map(str::to_owned);
         Ok(Some(Stored {
             bytes,
+            fence,
             expires,
             session,
             token,
@@ -199,16 +227,97 @@ impl<'a> Tables<'a> {
         Ok(next)
     }
 
-    /// Queues a waiter for `key` and returns its ticket.
-    pub(crate) fn enqueue(&mut self, key: &str, session: u64, limit: u64) -> Result<u64> {
+    /// Queues a waiter for `key` and returns its ticket; with a `request`
+    /// (an encoded `value::Request`), the lease a release may hand it.
+    pub(crate) fn enqueue(
+        &mut self,
+        key: &str,
+        session: u64,
+        limit: u64,
+        request: Option<&[u8]>,
+    ) -> Result<u64> {
         let ticket = self.next(TICKET_KEY, "ticket")?;
         self.queue
             .insert((key, ticket), (session, limit, 0))
             .map_err(|e| storage_error(self.path, e))?;
+        if let Some(request) = request {
+            self.requests
+                .insert((key, ticket), request)
+                .map_err(|e| storage_error(self.path, e))?;
+        }
         Ok(ticket)
     }
 
-    /// Removes a waiter; says whether it was queued.
+    /// The hand-off of the lock `stored` under `key`, if a release handed it
+    /// to a waiter and no one has stored another lock since.
+    pub(crate) fn handed(&self, key: &str, stored: &Stored) -> Result<Option<Handed>> {
+        let found = self
+            .handed
+            .get(key)
+            .map_err(|e| storage_error(self.path, e))?
+            .map(|v| Handed::from(v.value()));
+        Ok(found.filter(|handed| handed.fence == stored.fence))
+    }
+
+    /// Notes that the lock just stored under `key` with `fence` was handed
+    /// to the waiter holding `ticket`, at `since` (monotonic ns).
+    pub(crate) fn note_handed(
+        &mut self,
+        key: &str,
+        fence: u64,
+        ticket: u64,
+        since: u64,
+    ) -> Result<()> {
+        self.handed
+            .insert(key, (fence, ticket, since.max(1)))
+            .map_err(|e| storage_error(self.path, e))?;
+        Ok(())
+    }
+
+    /// The first waiter for `key` still waiting, with the request it left
+    /// (`None`: it left none, or one that does not decode, which is then
+    /// dropped so that the waiter takes the key itself). Removes the waiters
+    /// ahead of it that `gone` says are gone or whose turn passed.
+    pub(crate) fn first_live_waiter(
+        &mut self,
+        key: &str,
+        now: u64,
+        mut gone: impl FnMut(u64, u64) -> Result<bool>,
+    ) -> Result<Option<(Waiting, Option<Vec<u8>>)>> {
+        let mut leaving = Vec::new();
+        let mut first = None;
+        for w in queued_in(self.path, &self.queue, key, u64::MAX)? {
+            let passed = w.since != 0 && now.saturating_sub(w.since) > TURN_GRACE;
+            if passed || gone(w.session, w.limit)? {
+                leaving.push(w.ticket);
+            } else {
+                first = Some(w);
+                break;
+            }
+        }
+        for ticket in leaving {
+            self.dequeue(key, ticket)?;
+        }
+        let Some(w) = first else {
+            return Ok(None);
+        };
+        let request = self
+            .requests
+            .get((key, w.ticket))
+            .map_err(|e| storage_error(self.path, e))?
+            .map(|v| v.value().to_vec());
+        let request = match request {
+            Some(bytes) if crate::value::Request::decode(&bytes).is_err() => {
+                self.requests
+                    .remove((key, w.ticket))
+                    .map_err(|e| storage_error(self.path, e))?;
+                None
+            }
+            other => other,
+        };
+        Ok(Some((w, request)))
+    }
+
     /// The sessions of the first `n` waiters queued for `key`: those to
     /// wake when the key is freed (the first may be gone).
     pub(crate) fn first_waiters(&self, key: &str, n: usize) -> Result<Vec<u64>> {
@@ -225,7 +334,11 @@ impl<'a> Tables<'a> {
         Ok(sessions)
     }
 
+    /// Removes a waiter and its request; says whether it was queued.
     pub(crate) fn dequeue(&mut self, key: &str, ticket: u64) -> Result<bool> {
+        self.requests
+            .remove((key, ticket))
+            .map_err(|e| storage_error(self.path, e))?;
         Ok(self
             .queue
             .remove((key, ticket))
@@ -299,6 +412,9 @@ impl<'a> Tables<'a> {
     fn remove_damaged(&mut self, key: &str) -> Result<()> {
         let path = self.path;
         self.locks.remove(key).map_err(|e| storage_error(path, e))?;
+        self.handed
+            .remove(key)
+            .map_err(|e| storage_error(path, e))?;
         for at in numbers_naming(path, &self.expiry, key)? {
             self.expiry
                 .remove((at, key))
@@ -327,6 +443,9 @@ impl<'a> Tables<'a> {
     /// caller that has taken its expiry index entry out already.
     fn remove_except_expiry(&mut self, key: &str, stored: &Stored) -> Result<()> {
         self.locks
+            .remove(key)
+            .map_err(|e| storage_error(self.path, e))?;
+        self.handed
             .remove(key)
             .map_err(|e| storage_error(self.path, e))?;
         if let Some(session) = stored.session {
@@ -594,16 +713,101 @@ pub(crate) fn decode_record<'b>(path: &Path, key: &str, bytes: &'b [u8]) -> Resu
     })
 }
 
-/// How long a live waiter whose turn has come may take to claim it before it
-/// passes to the next: a waiter stopped (SIGSTOP) or hung in its wait holds
-/// the others up this long at most. A waiting process looks every 2 ms.
+/// How long a live waiter whose turn has come (or to which a release handed
+/// the key) may take to claim it before it passes to the next: a waiter
+/// stopped (SIGSTOP) or hung in its wait holds the others up this long at
+/// most.
 pub(crate) const TURN_GRACE: u64 = 1_000_000_000;
+
+/// A lock a release handed to a queued waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Handed {
+    /// The fence of the handed lock: the hand-off holds while it is stored.
+    pub(crate) fence: u64,
+    /// The waiter's ticket, which names its claim byte.
+    pub(crate) ticket: u64,
+    /// When it was handed over (monotonic ns).
+    pub(crate) since: u64,
+}
+
+impl From<(u64, u64, u64)> for Handed {
+    fn from((fence, ticket, since): (u64, u64, u64)) -> Handed {
+        Handed {
+            fence,
+            ticket,
+            since,
+        }
+    }
+}
+
+impl Handed {
+    /// Whether the waiter's time to claim it is over at `now` (monotonic
+    /// ns): then, unless it claimed it, the lock no longer counts.
+    pub(crate) fn grace_over(&self, now: u64) -> bool {
+        now.saturating_sub(self.since) > TURN_GRACE
+    }
+}
+
+/// What a waiter needs to know of `key`, from one read transaction: the
+/// lock stored under it, its hand-off if a release handed it to a waiter,
+/// and the waiters queued as far as they decide the turn of `ticket`.
+pub(crate) struct View {
+    pub(crate) lock: Option<Vec<u8>>,
+    pub(crate) handed: Option<Handed>,
+    waiters: Vec<Waiting>,
+}
+
+impl View {
+    /// Whether `ticket` should try to take the key once free: it is its
+    /// turn, or a waiter ahead has a turn that has not begun (the attempt
+    /// begins it, so that it can pass).
+    pub(crate) fn is_turn(
+        &self,
+        ticket: Option<u64>,
+        now: u64,
+        gone: impl FnMut(u64, u64) -> Result<bool>,
+    ) -> Result<bool> {
+        let decided = turn(&self.waiters, ticket, now, gone)?;
+        Ok(decided.turn || decided.begin.is_some())
+    }
+}
+
+/// Reads the [`View`] of `key` for `ticket`. A file without the hand-off
+/// table has no hand-offs.
+pub(crate) fn view(store: &Store, key: &str, ticket: Option<u64>) -> Result<View> {
+    let path = store.path();
+    let read = store.begin_read()?;
+    let locks = read.open_table(LOCKS).map_err(|e| storage_error(path, e))?;
+    let lock = locks
+        .get(key)
+        .map_err(|e| storage_error(path, e))?
+        .map(|v| v.value().to_vec());
+    let handed = match (&lock, read.open_table(HANDED)) {
+        (None, _) | (_, Err(redb::TableError::TableDoesNotExist(_))) => None,
+        (Some(bytes), Ok(table)) => {
+            let found = table
+                .get(key)
+                .map_err(|e| storage_error(path, e))?
+                .map(|v| Handed::from(v.value()));
+            let fence = decode_record(path, key, bytes)?.fence;
+            found.filter(|handed| handed.fence == fence)
+        }
+        (_, Err(e)) => return Err(storage_error(path, e)),
+    };
+    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
+    let waiters = queued(path, &queue, key, ticket)?;
+    Ok(View {
+        lock,
+        handed,
+        waiters,
+    })
+}
 
 /// A waiter queued for a key.
 #[derive(Clone, Copy, Debug)]
-struct Waiting {
-    ticket: u64,
-    session: u64,
+pub(crate) struct Waiting {
+    pub(crate) ticket: u64,
+    pub(crate) session: u64,
     limit: u64,
     /// When its turn began (monotonic ns), 0 if it has not.
     since: u64,
@@ -743,23 +947,6 @@ pub(crate) fn slot_has_leftovers(store: &Store, slot: u64, own: u64) -> Result<b
         }
     }
     Ok(false)
-}
-
-/// Whether `ticket` should try to take the free `key` now, from a read
-/// transaction: it is its turn, or a waiter ahead has a turn that has not
-/// begun (the attempt begins it, so that it can pass).
-pub(crate) fn is_turn(
-    store: &Store,
-    key: &str,
-    ticket: Option<u64>,
-    now: u64,
-    gone: impl FnMut(u64, u64) -> Result<bool>,
-) -> Result<bool> {
-    let path = store.path();
-    let read = store.begin_read()?;
-    let queue = read.open_table(QUEUE).map_err(|e| storage_error(path, e))?;
-    let decided = turn(&queued(path, &queue, key, ticket)?, ticket, now, gone)?;
-    Ok(decided.turn || decided.begin.is_some())
 }
 
 /// How many waiters are queued for `key`, from a read transaction.

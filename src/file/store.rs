@@ -1,6 +1,7 @@
 //! One open redb database shared between processes, and the bounded wait for
 //! its write lock.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::panic::{self, AssertUnwindSafe};
@@ -66,6 +67,16 @@ pub(crate) struct Store {
     // The sessions to wake once the running transaction commits: those
     // first in the queues of the keys it frees.
     to_wake: Mutex<Vec<u64>>,
+    // Claim bytes the running transaction took to take a handed key away
+    // from a waiter that did not claim it in time; let go once it ends.
+    taken_away: Mutex<Vec<Held>>,
+    // This handle's second open of the file, through which its waiters
+    // claim the keys handed to them (see `ranges.rs`); opened when first
+    // needed.
+    claims: OnceLock<Arc<Ranges>>,
+    // The claims this handle's waiters made, by (key, token), kept until
+    // the lock is released.
+    claimed: Mutex<HashMap<(String, String), Held>>,
     // Async writes between their start and their answer.
     #[cfg(feature = "tokio")]
     pub(crate) async_in_flight: std::sync::atomic::AtomicUsize,
@@ -249,6 +260,9 @@ impl Store {
             committer: OnceLock::new(),
             changes: Arc::default(),
             to_wake: Mutex::default(),
+            taken_away: Mutex::default(),
+            claims: OnceLock::new(),
+            claimed: Mutex::default(),
             listener: OnceLock::new(),
             #[cfg(feature = "tokio")]
             async_in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -300,6 +314,9 @@ impl Store {
             committer: OnceLock::new(),
             changes: Arc::default(),
             to_wake: Mutex::default(),
+            taken_away: Mutex::default(),
+            claims: OnceLock::new(),
+            claimed: Mutex::default(),
             listener: OnceLock::new(),
             #[cfg(feature = "tokio")]
             async_in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -605,6 +622,71 @@ impl Store {
         }
     }
 
+    /// Takes the turn of the waiter holding `ticket` away, if it has not
+    /// claimed the key handed to it: whether it did. The claim byte stays
+    /// taken until the running transaction ends, so the waiter cannot claim
+    /// in between.
+    pub(crate) fn take_turn_away(&self, ticket: u64) -> Result<bool> {
+        match self.ranges.try_claim(ticket)? {
+            Some(held) => {
+                self.taken_away
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(held);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the waiter holding `ticket` claimed the key handed to it,
+    /// from this handle's or another's claims.
+    pub(crate) fn turn_claimed(&self, ticket: u64) -> Result<bool> {
+        self.ranges.claimed(ticket)
+    }
+
+    /// Claims, for the waiter holding `ticket` and `token`, the key `key`
+    /// that a release handed to it, unless its turn is being taken away.
+    /// `still_handed` then says whether the hand-off stands; the claim is
+    /// kept only if it does.
+    pub(crate) fn claim(
+        &self,
+        key: &str,
+        token: &str,
+        ticket: u64,
+        still_handed: impl FnOnce() -> Result<bool>,
+    ) -> Result<bool> {
+        let claims = match self.claims.get() {
+            Some(claims) => claims,
+            None => {
+                let file = create::reopen(&self.file, &self.path, true)
+                    .map_err(|e| Error::io(&self.path, "open again for claims", e))?;
+                let opened = Ranges::new(file, &self.path)?;
+                self.claims.get_or_init(|| opened)
+            }
+        };
+        let Some(held) = claims.try_claim(ticket)? else {
+            return Ok(false);
+        };
+        if !still_handed()? {
+            return Ok(false);
+        }
+        self.claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((key.to_owned(), token.to_owned()), held);
+        Ok(true)
+    }
+
+    /// Lets go of the claim made for the lock under `key` held with
+    /// `token`, once that lock is released.
+    pub(crate) fn drop_claim(&self, key: &str, token: &str) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !claimed.is_empty() {
+            claimed.remove(&(key.to_owned(), token.to_owned()));
+        }
+    }
+
     /// Whether this handle listens for wake-ups from other processes.
     pub(crate) fn listening_for_wakeups(&self) -> bool {
         self.listener.get().is_some_and(Option::is_some)
@@ -734,6 +816,10 @@ impl Store {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.taken_away
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let mut tables = Tables::open(&self.path, tx).map_err(|e| self.fails_all(e))?;
         tables
             .incarnation()
@@ -761,6 +847,18 @@ impl Store {
 
     /// Commits `tx` if it changed anything, else rolls it back.
     fn end(&self, tx: WriteTransaction, changed: bool) -> Result<()> {
+        let ended = self.commit_or_abort(tx, changed);
+        // Whatever the outcome, the claims taken away are let go only now
+        // that the transaction is over: a waiter then finds the hand-off
+        // gone, or still standing if the transaction did not commit.
+        self.taken_away
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        ended
+    }
+
+    fn commit_or_abort(&self, tx: WriteTransaction, changed: bool) -> Result<()> {
         if !changed {
             return tx.abort().map_err(|e| self.failed(e));
         }
