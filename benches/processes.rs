@@ -20,7 +20,8 @@
 //!
 //! Run with `cargo bench --bench processes`. `HOSTLOCK_BENCH_SECS` (default
 //! 5) sets the length of a run and `HOSTLOCK_BENCH_ROUNDS` (default 3) the
-//! rounds.
+//! rounds. `HOSTLOCK_BENCH_ONLY`, a comma-separated list of row labels
+//! (`hostlock_immediate,hostlock_immediate_queued`), runs those rows alone.
 
 mod common;
 
@@ -272,11 +273,20 @@ fn main() {
             }
         }
     }
+    if let Ok(only) = std::env::var("HOSTLOCK_BENCH_ONLY") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        configs.retain(|(_, label, _, _)| wanted.contains(label));
+    }
+    // Rounds go over every configuration in turn, so that the rows compared
+    // below ran under the same conditions, round by round.
+    let mut runs: Vec<Vec<Run>> = configs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, &(kind, _, mode, processes)) in configs.iter().enumerate() {
+            runs[i].push(run(kind, mode, processes, secs, redis.url()));
+        }
+    }
     let mut rows = Vec::new();
-    for (kind, label, mode, processes) in configs {
-        let runs: Vec<Run> = (0..rounds)
-            .map(|_| run(kind, mode, processes, secs, redis.url()))
-            .collect();
+    for (&(_, label, mode, processes), runs) in configs.iter().zip(&runs) {
         let of = |f: fn(&Run) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
         let row = Row {
             label,
@@ -296,6 +306,7 @@ fn main() {
         );
         rows.push(row);
     }
+    paired_queued_ratios(&configs, &runs);
 
     println!();
     println!("{HEADER}");
@@ -340,6 +351,35 @@ fn main() {
         "{secs} s per run, median of {rounds} runs. Load average at the end: {}.",
         common::load_average()
     );
+}
+
+/// Prints, for each store with queued waits and each process count, the
+/// queued row's cycles over its retrying row's, round by round: the two ran
+/// one after the other in each round.
+fn paired_queued_ratios(configs: &[(Kind, &'static str, Mode, usize)], runs: &[Vec<Run>]) {
+    for (i, &(kind, label, mode, processes)) in configs.iter().enumerate() {
+        if mode != Mode::OneKeyQueued {
+            continue;
+        }
+        let raw = configs.iter().position(|&(k, l, m, p)| {
+            k == kind && l == kind.name() && m == Mode::OneKey && p == processes
+        });
+        let Some(raw) = raw else {
+            continue;
+        };
+        let mut ratios: Vec<f64> = runs[i]
+            .iter()
+            .zip(&runs[raw])
+            .map(|(queued, raw)| queued.per_second / raw.per_second)
+            .collect();
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}x")).collect();
+        eprintln!(
+            "{label} against {} x{processes}, paired by round: median {:.2}x ({})",
+            kind.name(),
+            median(&mut ratios),
+            listed.join(", ")
+        );
+    }
 }
 
 const HEADER: &str = "\
