@@ -438,3 +438,62 @@ fn blocking_helpers_see_the_locks_of_async_ones() {
     drop(guard);
     assert!(locker.try_lock("k", 2, None).expect("try").is_some());
 }
+
+/// An async waiter on `FileLocker` leaves its request too: a release in
+/// another handle hands it the key, which it claims without a write; a
+/// claim future dropped before it was polled claims nothing, so the
+/// waiter's leaving passes the key on.
+#[test]
+fn a_release_hands_the_key_to_an_async_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (holder, waiter) = (
+        file_locker(&dir, Durability::Immediate),
+        file_locker(&dir, Durability::Immediate),
+    );
+    four_workers().block_on(async {
+        for claim in [true, false] {
+            let held = holder.try_lock("k", 1, Some(LONG)).unwrap().unwrap();
+            let ticket = AsyncRawLeaseLocker::enqueue_lease(
+                &waiter,
+                "k",
+                None,
+                &2,
+                Some(LONG),
+                "async-token",
+            )
+            .await
+            .unwrap();
+            assert!(held.unlock().unwrap());
+            let handed = hostlock::InspectableLocker::info(&holder, "k")
+                .unwrap()
+                .expect("handed");
+            assert_eq!(handed.value, 2, "the waiter's value, stored by the release");
+            let claiming = AsyncRawLeaseLocker::acquire_lease(
+                &waiter,
+                "k",
+                2,
+                Some(LONG),
+                "async-token",
+                Some(ticket),
+            );
+            if claim {
+                let lease = claiming.await.unwrap().expect("claimed");
+                assert_eq!(lease.fence, handed.fence);
+                let released =
+                    AsyncRawLeaseLocker::release_if_owner(&waiter, "k", "async-token").await;
+                assert!(released.unwrap());
+            } else {
+                drop(claiming);
+                AsyncRawLeaseLocker::dequeue(&waiter, "k", ticket)
+                    .await
+                    .unwrap();
+            }
+            assert!(
+                hostlock::InspectableLocker::info(&holder, "k")
+                    .unwrap()
+                    .is_none(),
+                "free again (claim: {claim})"
+            );
+        }
+    });
+}

@@ -104,6 +104,22 @@ pub trait AsyncRawLeaseLocker<T>: Send + Sync + 'static {
         max_wait: Option<Duration>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
+    /// As [`RawLeaseLocker::enqueue_lease`](crate::RawLeaseLocker::enqueue_lease):
+    /// joins the queue leaving the lease this waiter will ask for, so that a
+    /// release may hand it the key. The default forgets the request and
+    /// calls [`enqueue`](Self::enqueue).
+    fn enqueue_lease(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        value: &T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let _ = (value, ttl, token);
+        self.enqueue(key, max_wait)
+    }
+
     /// As [`RawLeaseLocker::dequeue`](crate::RawLeaseLocker::dequeue).
     fn dequeue(&self, key: &str, ticket: u64) -> impl Future<Output = Result<()>> + Send;
 
@@ -218,15 +234,19 @@ impl<L> AsyncLocker<L> {
         }
         let deadline = Instant::now().checked_add(wait);
         let limit = deadline.is_some().then_some(wait);
+        let token = random_token();
+        let number = self
+            .locker
+            .enqueue_lease(key, limit, &value, ttl, &token)
+            .await?;
         let ticket = Ticket {
             locker: &self.locker,
             rooms: &self.rooms,
             key,
-            number: self.locker.enqueue(key, limit).await?,
+            number,
             value: std::marker::PhantomData,
         };
         self.rooms.enter(key, ticket.number);
-        let token = random_token();
         loop {
             let left = |deadline: Option<Instant>| match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),

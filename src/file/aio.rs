@@ -15,8 +15,8 @@ use serde::de::DeserializeOwned;
 use super::schema::Tables;
 use super::store::Store;
 use super::{
-    Expiry, FileLocker, Granted, Queue, dequeue_op, enqueue_op, grant_op, release_op, renew_op,
-    timed,
+    Expiry, FileLocker, Granted, Queue, Step, dequeue_op, enqueue_op, grant_op, release_op,
+    renew_op, timed,
 };
 use crate::aio::AsyncRawLeaseLocker;
 use crate::error::Result;
@@ -71,6 +71,45 @@ impl Drop for InFlight<'_> {
 }
 
 impl<T> FileLocker<T> {
+    /// Joins `key`'s queue for an async caller, with the waiter's encoded
+    /// request if it left one.
+    fn enqueue_async(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        request: Result<Option<Vec<u8>>>,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        // The ticket is noted where a cancelled caller's undo finds it: the
+        // undo is sent after the enqueue, so it runs after it.
+        self.store().listen();
+        let given: Arc<Mutex<Option<u64>>> = Arc::default();
+        let noted = Arc::clone(&given);
+        let session = self.store().session();
+        let op = request
+            .and_then(|request| enqueue_op(key, session, max_wait, request))
+            .map(|mut op| {
+                move |store: &Store, tables: &mut Tables<'_>, now: u64| {
+                    let (ticket, changed) = op(store, tables, now)?;
+                    *noted.lock().unwrap_or_else(PoisonError::into_inner) = Some(ticket);
+                    Ok((ticket, changed))
+                }
+            });
+        let key = key.to_owned();
+        async move {
+            let undo = || {
+                let (key, given) = (key.clone(), Arc::clone(&given));
+                let _ = self.send(move |store, tables, now| {
+                    let ticket = *given.lock().unwrap_or_else(PoisonError::into_inner);
+                    match ticket {
+                        Some(ticket) => dequeue_op(&key, ticket)?(store, tables, now),
+                        None => Ok(((), false)),
+                    }
+                });
+            };
+            self.decide_async(op?, undo).await
+        }
+    }
+
     /// Runs `f` for an async caller: on this thread, inside tokio's
     /// `block_in_place`, when the runtime has several worker threads and
     /// this handle's committer has nothing else to do (a lone caller spares
@@ -130,6 +169,17 @@ where
         let (key, token) = (key.to_owned(), token.to_owned());
         async move {
             let (op, attempted) = prepared?;
+            // Reads first, as the blocking call does: a key handed to this
+            // waiter is claimed without a write (and with no await between
+            // the claim and its answer), and a refused attempt takes no
+            // write lock.
+            match (self.next_step(&key, ticket)?, ticket) {
+                (Step::Claim(bytes, handed), Some(ticket)) => {
+                    return self.claim(&key, &token, ticket, &bytes, handed);
+                }
+                (Step::Try, _) => {}
+                _ => return Ok(None),
+            }
             // A grant whose caller has gone is released.
             let undo = || self.release_in_background(&key, &token);
             let granted = self.decide_async(op, undo).await;
@@ -156,7 +206,12 @@ where
         token: &str,
     ) -> impl Future<Output = Result<bool>> + Send {
         let op = release_op(key, token);
-        async move { self.decide_async(op?, || ()).await }
+        let (key, token) = (key.to_owned(), token.to_owned());
+        async move {
+            let released = self.decide_async(op?, || ()).await?;
+            self.store().drop_claim(&key, &token);
+            Ok(released)
+        }
     }
 
     fn detach(
@@ -178,32 +233,22 @@ where
         key: &str,
         max_wait: Option<Duration>,
     ) -> impl Future<Output = Result<u64>> + Send {
-        // The ticket is noted where a cancelled caller's undo finds it: the
-        // undo is sent after the enqueue, so it runs after it.
-        self.store().listen();
-        let given: Arc<Mutex<Option<u64>>> = Arc::default();
-        let noted = Arc::clone(&given);
-        let op = enqueue_op(key, self.store().session(), max_wait, None).map(|mut op| {
-            move |store: &Store, tables: &mut Tables<'_>, now: u64| {
-                let (ticket, changed) = op(store, tables, now)?;
-                *noted.lock().unwrap_or_else(PoisonError::into_inner) = Some(ticket);
-                Ok((ticket, changed))
-            }
+        self.enqueue_async(key, max_wait, Ok(None))
+    }
+
+    fn enqueue_lease(
+        &self,
+        key: &str,
+        max_wait: Option<Duration>,
+        value: &T,
+        ttl: Option<Duration>,
+        token: &str,
+    ) -> impl Future<Output = Result<u64>> + Send {
+        let request = check_token(token).and_then(|()| {
+            let value = encode_value(value)?;
+            Ok(Some(self.request(&value, ttl, token)))
         });
-        let key = key.to_owned();
-        async move {
-            let undo = || {
-                let (key, given) = (key.clone(), Arc::clone(&given));
-                let _ = self.send(move |store, tables, now| {
-                    let ticket = *given.lock().unwrap_or_else(PoisonError::into_inner);
-                    match ticket {
-                        Some(ticket) => dequeue_op(&key, ticket)?(store, tables, now),
-                        None => Ok(((), false)),
-                    }
-                });
-            };
-            self.decide_async(op?, undo).await
-        }
+        self.enqueue_async(key, max_wait, request)
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> impl Future<Output = Result<()>> + Send {
@@ -244,6 +289,9 @@ where
     }
 
     fn release_in_background(&self, key: &str, token: &str) {
+        // The claim goes first: the lock is being let go, so another waiter
+        // taking it away meanwhile takes nothing from its holder.
+        self.store().drop_claim(key, token);
         if let Ok(op) = release_op(key, token) {
             let _ = self.send(op);
         }

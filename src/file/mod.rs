@@ -398,6 +398,18 @@ impl<T> FileLocker<T> {
         Ok(!matches!(self.next_step(key, ticket)?, Step::Wait))
     }
 
+    /// The encoded request of a waiter of this process for a lease of
+    /// `value` (encoded), `ttl` and `token`.
+    fn request(&self, value: &[u8], ttl: Option<Duration>, token: &str) -> Vec<u8> {
+        Request {
+            pid: std::process::id(),
+            ttl: ttl.map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)),
+            token,
+            value,
+        }
+        .encode()
+    }
+
     /// Claims for the waiter holding `ticket` and `token` the lock `bytes`
     /// that a release handed to it: its lease, or `None` if the lock is not
     /// its own or its turn is being taken away. The claim is a byte-range
@@ -793,16 +805,10 @@ impl<T: Serialize + DeserializeOwned> RawLeaseLocker<T> for FileLocker<T> {
         token: &str,
     ) -> Result<u64> {
         check_token(token)?;
-        let value = encode_value(value)?;
-        let request = Request {
-            pid: std::process::id(),
-            ttl: ttl.map(|ttl| u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)),
-            token,
-            value: &value,
-        };
+        let request = self.request(&encode_value(value)?, ttl, token);
         self.store().listen();
         let session = self.store().session();
-        self.decide(enqueue_op(key, session, max_wait, Some(request.encode()))?)
+        self.decide(enqueue_op(key, session, max_wait, Some(request))?)
     }
 
     fn dequeue(&self, key: &str, ticket: u64) -> Result<()> {
