@@ -547,6 +547,63 @@ fn a_killed_run_leaves_its_command_holding_the_lock() {
     });
 }
 
+/// A run that waited in line gets its key handed over by the release that
+/// frees it; killed, it still leaves its command holding the key, past the
+/// second in which an unclaimed hand-off would pass to the next waiter.
+#[test]
+fn a_killed_run_that_waited_for_its_key_leaves_its_command_holding_it() {
+    let env = Env::new();
+    let dir = env.dir.path();
+    let (first_up, first_go) = (dir.join("first-up"), dir.join("first-go"));
+    let (second_up, second_go) = (dir.join("second-up"), dir.join("second-go"));
+    // Each command ends within a minute on its own, so that a failing test
+    // leaves nothing running.
+    let script = |up: &Path, go: &Path| {
+        format!(
+            "echo up > {}; for i in $(seq 3000); do [ -e {} ] && break; sleep 0.02; done",
+            up.display(),
+            go.display()
+        )
+    };
+    let first_script = script(&first_up, &first_go);
+    let mut first = spawn_holder(&env, &["run", "job", "--", "sh", "-c", &first_script]);
+    eventually("the first command runs", || first_up.exists());
+    let second_script = script(&second_up, &second_go);
+    let mut second = spawn_holder(
+        &env,
+        &[
+            "run",
+            "job",
+            "--wait",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            &second_script,
+        ],
+    );
+    let watcher: hostlock::FileLocker<serde_json::Value> =
+        hostlock::FileLocker::open(&env.file).unwrap();
+    eventually("the second run waits in line", || {
+        hostlock::RawLeaseLocker::waiters(&watcher, "job").unwrap() == 1
+    });
+    drop(watcher);
+    std::fs::write(&first_go, "").unwrap();
+    assert!(first.wait().unwrap().success());
+    eventually("the second command runs", || second_up.exists());
+    second.kill().unwrap();
+    second.wait().unwrap();
+    // Longer than the grace of an unclaimed hand-off.
+    let third = env.run(&["run", "job", "--wait", "2", "--", "true"]);
+    assert_eq!(third.status.code(), Some(BUSY), "{}", stderr(&third));
+    std::fs::write(&second_go, "").unwrap();
+    eventually("the lock is free once the command ends", || {
+        env.run(&["run", "job", "--no-wait", "--", "true"])
+            .status
+            .success()
+    });
+}
+
 /// With a lease (--ttl) only `hostlock` renews it, so its command dies with
 /// it rather than run on past the lease.
 #[test]

@@ -260,6 +260,18 @@ impl<T> FileLocker<T> {
     /// [`Error::OpenedReadOnly`] for a read-only handle (it has no session),
     /// or an I/O error.
     pub fn inheritable_session(&self) -> Result<std::os::fd::OwnedFd> {
+        // A lock handed to a waiter of this handle counts past its first
+        // second only while the waiter's claim is held, through an open of
+        // the file a child does not inherit: before the session outlives
+        // this process, the hand-offs of the claimed locks are settled in
+        // the file, and the claims are no longer needed.
+        let claimed = self.store().claimed();
+        if !claimed.is_empty() {
+            self.decide(settle_op(claimed.clone()))?;
+            for (key, token) in &claimed {
+                self.store().drop_claim(key, token);
+            }
+        }
         self.store().inheritable()
     }
 
@@ -650,6 +662,23 @@ fn hand_off(store: &Store, tables: &mut Tables<'_>, key: &str, now: u64) -> Resu
     tables.dequeue(key, waiter.ticket)?;
     store.wake_after_commit(waiter.session);
     Ok(())
+}
+
+/// The decision that makes claimed hand-offs lasting: the note of the
+/// hand-off of each lock under a key held with its token (of `claimed`) is
+/// removed, so that the lock counts as any other.
+fn settle_op(claimed: Vec<(String, String)>) -> impl Decision<()> + use<> {
+    move |_: &Store, tables: &mut Tables<'_>, _: u64| {
+        let mut changed = false;
+        for (key, token) in &claimed {
+            if let Some(stored) = tables.get(key)?
+                && stored.token.as_deref() == Some(token.as_str())
+            {
+                changed |= tables.forget_handed(key, &stored)?;
+            }
+        }
+        Ok(((), changed))
+    }
 }
 
 /// The decision of a waiter joining `key`'s queue: its ticket.

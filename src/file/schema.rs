@@ -274,6 +274,18 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
+    /// Removes the note of the hand-off of the lock `stored` under `key`,
+    /// if there is one; says whether there was.
+    pub(crate) fn forget_handed(&mut self, key: &str, stored: &Stored) -> Result<bool> {
+        if self.handed(key, stored)?.is_none() {
+            return Ok(false);
+        }
+        self.handed
+            .remove(key)
+            .map_err(|e| storage_error(self.path, e))?;
+        Ok(true)
+    }
+
     /// The first waiter for `key` still waiting, with the request it left
     /// (`None`: it left none, or one that does not decode, which is then
     /// dropped so that the waiter takes the key itself). Removes the waiters

@@ -678,6 +678,16 @@ impl Store {
         Ok(true)
     }
 
+    /// The (key, token) of every claim this handle holds.
+    pub(crate) fn claimed(&self) -> Vec<(String, String)> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Lets go of the claim made for the lock under `key` held with
     /// `token`, once that lock is released.
     pub(crate) fn drop_claim(&self, key: &str, token: &str) {
