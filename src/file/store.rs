@@ -33,6 +33,10 @@ use crate::value::now_nanos;
 /// microseconds between its transactions; polling often keeps the others
 /// from starving (an attempt costs a few microseconds).
 const MAX_POLL: Duration = Duration::from_micros(250);
+/// For how long a writer that waits looks again after `NEAR_POLL` at most:
+/// about as long as a commit of another process lasts.
+const NEAR: Duration = Duration::from_millis(2);
+const NEAR_POLL: Duration = Duration::from_micros(40);
 
 /// An open lock file.
 pub(crate) struct Store {
@@ -907,7 +911,14 @@ impl Store {
                         });
                     }
                     thread::sleep(pause.min(deadline - now));
-                    pause = (pause * 2).min(MAX_POLL);
+                    // Another process's commit takes about a millisecond:
+                    // until then, look often enough to follow it closely.
+                    let cap = if now - start < NEAR {
+                        NEAR_POLL
+                    } else {
+                        MAX_POLL
+                    };
+                    pause = (pause * 2).min(cap);
                 }
                 Err(e) => return Err(self.failed(e)),
             }
