@@ -174,10 +174,13 @@ pub trait LeaseLocker<T>: RawLeaseLocker<T> + Clone {
     }
 
     /// Takes `key`, waiting up to `wait` for it. Waiters are served in the
-    /// order they arrived, across threads and processes. Threads sharing the
-    /// locker (or its clones) with the releasing thread wake as soon as the
-    /// key is released; other waiters notice within a few milliseconds. A
-    /// waiter that times out leaves the queue.
+    /// order they arrived, across threads and processes. A
+    /// [`FileLocker`](crate::FileLocker) hands the key to the first waiter
+    /// in the very transaction that releases it, and wakes that waiter,
+    /// whatever its process (see [`enqueue_lease`](RawLeaseLocker::enqueue_lease));
+    /// a key freed otherwise (an expiry, a holder that died) is noticed
+    /// within 25 ms. A waiter that times out leaves the queue, passing on a
+    /// key handed to it.
     ///
     /// # Errors
     /// An invalid key, or a storage error.
