@@ -497,3 +497,37 @@ fn a_release_hands_the_key_to_an_async_waiter() {
         }
     });
 }
+
+/// A `Blocking` call whose caller goes after the pool sent the result and
+/// before the caller read it still undoes itself: a lease granted then is
+/// released, not held by no one for good.
+#[test]
+fn a_blocking_grant_whose_caller_goes_before_reading_it_is_released() {
+    let inner = MemoryLocker::<u64>::new();
+    let locker = Blocking(inner.clone());
+    four_workers().block_on(async {
+        for attempt in 0..100 {
+            let key = format!("k{attempt}");
+            let mut granting = Box::pin(AsyncRawLeaseLocker::acquire_lease(
+                &locker, &key, 1, None, "token", None,
+            ));
+            // Polled once, the call starts on the pool; should the pool have
+            // been quick enough to answer within that poll, the caller read
+            // the grant, and another key is tried.
+            if let Ok(read) = tokio::time::timeout(Duration::ZERO, &mut granting).await {
+                assert!(read.unwrap().is_some());
+                continue;
+            }
+            eventually("granted on the pool", || inner.exists(&key).unwrap()).await;
+            // The result is sent now, unread.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(granting);
+            eventually("the unread grant was released", || {
+                !inner.exists(&key).unwrap()
+            })
+            .await;
+            return;
+        }
+        panic!("the pool answered within the first poll every time");
+    });
+}

@@ -40,7 +40,8 @@ pub struct Blocking<L>(pub L);
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// Runs `call` on the blocking pool and awaits its result. `undo` runs there
-/// too, on the result, if the caller has stopped waiting for it.
+/// too, on the result, if the caller has stopped waiting for it: also when
+/// the caller goes after the result was sent and before it was read.
 async fn on_pool<L, R>(
     locker: &L,
     call: impl FnOnce(&L) -> Result<R> + Send + 'static,
@@ -55,14 +56,42 @@ where
     let runtime = tokio::runtime::Handle::try_current().map_err(no_runtime)?;
     runtime.spawn_blocking(move || {
         let result = call(&locker);
-        if let Err(Ok(result)) = answer.send(result) {
-            undo(&locker, &result);
-        }
+        // A delivery that no one reads undoes itself where it is dropped:
+        // here, if the caller has gone already, or with the channel.
+        drop(answer.send(Delivery {
+            result: Some(result),
+            undo: Some((locker, Box::new(undo))),
+        }));
     });
-    answered.await.map_err(|_| Error::Thread {
+    let mut delivery = answered.await.map_err(|_| Error::Thread {
         name: "blocking pool",
         source: std::io::Error::other("the runtime shut down during the call"),
-    })?
+    })?;
+    delivery.undo = None;
+    delivery.result.take().unwrap_or_else(|| {
+        Err(Error::Thread {
+            name: "blocking pool",
+            source: std::io::Error::other("the call's result was taken twice"),
+        })
+    })
+}
+
+/// The undo of a call run on the pool, on its result.
+type Undo<L, R> = Box<dyn FnOnce(&L, &R) + Send>;
+
+/// A call's result on its way to its caller. Dropped unread (the caller
+/// went before reading it), it undoes the call on the pool.
+struct Delivery<L: Clone + Send + 'static, R: Send + 'static> {
+    result: Option<Result<R>>,
+    undo: Option<(L, Undo<L, R>)>,
+}
+
+impl<L: Clone + Send + 'static, R: Send + 'static> Drop for Delivery<L, R> {
+    fn drop(&mut self) {
+        if let (Some(Ok(result)), Some((locker, undo))) = (self.result.take(), self.undo.take()) {
+            in_background(locker, move |l| undo(l, &result));
+        }
+    }
 }
 
 fn no_runtime(e: tokio::runtime::TryCurrentError) -> Error {
