@@ -740,6 +740,9 @@ impl Store {
         &self,
         mut batch: Vec<Box<dyn Job>>,
     ) -> Vec<(Box<dyn Job>, Result<()>)> {
+        // However the batch ends, committed or rolled back, the claims its
+        // transactions took away are let go once it has.
+        let _taken_away = LetGo(&self.taken_away);
         let mut finished = Vec::with_capacity(batch.len());
         if let Err(e) = self.recover() {
             return everyone(batch, &e, finished);
@@ -861,18 +864,6 @@ impl Store {
 
     /// Commits `tx` if it changed anything, else rolls it back.
     fn end(&self, tx: WriteTransaction, changed: bool) -> Result<()> {
-        let ended = self.commit_or_abort(tx, changed);
-        // Whatever the outcome, the claims taken away are let go only now
-        // that the transaction is over: a waiter then finds the hand-off
-        // gone, or still standing if the transaction did not commit.
-        self.taken_away
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        ended
-    }
-
-    fn commit_or_abort(&self, tx: WriteTransaction, changed: bool) -> Result<()> {
         if !changed {
             return tx.abort().map_err(|e| self.failed(e));
         }
@@ -1013,6 +1004,20 @@ impl Store {
             tables.remove_gone_waiters(waiter_gone)?;
             Ok((removed, true))
         })
+    }
+}
+
+/// Lets go of the claims a batch's transactions took away, when dropped: a
+/// waiter then finds the hand-off gone, or still standing if nothing
+/// committed.
+struct LetGo<'a>(&'a Mutex<Vec<Held>>);
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
