@@ -286,10 +286,7 @@ impl<'a> Record<'a> {
             out.extend_from_slice(&origin.to_be_bytes());
         }
         if let Some(token) = self.token {
-            // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
-            let len = u16::try_from(token.len()).unwrap_or(u16::MAX);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(&token.as_bytes()[..usize::from(len)]);
+            put_token(&mut out, token);
         }
         out.extend_from_slice(self.value);
         out
@@ -318,13 +315,7 @@ impl<'a> Record<'a> {
             .then(|| cursor.array("origin").map(u64::from_be_bytes))
             .transpose()?;
         let token = if flags & HAS_TOKEN != 0 {
-            let len = usize::from(u16::from_be_bytes(cursor.array("token length")?));
-            let raw = cursor.take(len, "token")?;
-            let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
-            if token.is_empty() {
-                return Err("stored token is empty".to_owned());
-            }
-            Some(token)
+            Some(cursor.token()?)
         } else {
             None
         };
@@ -380,10 +371,7 @@ impl<'a> Request<'a> {
         if let Some(ttl) = self.ttl {
             out.extend_from_slice(&ttl.to_be_bytes());
         }
-        // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
-        let len = u16::try_from(self.token.len()).unwrap_or(u16::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&self.token.as_bytes()[..usize::from(len)]);
+        put_token(&mut out, self.token);
         out.extend_from_slice(self.value);
         out
     }
@@ -402,12 +390,7 @@ impl<'a> Request<'a> {
         let ttl = (flags & HAS_EXPIRY != 0)
             .then(|| cursor.array("TTL").map(u64::from_be_bytes))
             .transpose()?;
-        let len = usize::from(u16::from_be_bytes(cursor.array("token length")?));
-        let raw = cursor.take(len, "token")?;
-        let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
-        if token.is_empty() {
-            return Err("stored token is empty".to_owned());
-        }
+        let token = cursor.token()?;
         Ok(Request {
             pid,
             ttl,
@@ -439,6 +422,25 @@ impl<'a> Cursor<'a> {
         out.copy_from_slice(self.take(N, what)?);
         Ok(out)
     }
+
+    /// A token: its length (2 bytes, big-endian), then its UTF-8 bytes.
+    fn token(&mut self) -> std::result::Result<&'a str, String> {
+        let len = usize::from(u16::from_be_bytes(self.array("token length")?));
+        let raw = self.take(len, "token")?;
+        let token = std::str::from_utf8(raw).map_err(|e| format!("token is not UTF-8: {e}"))?;
+        if token.is_empty() {
+            return Err("stored token is empty".to_owned());
+        }
+        Ok(token)
+    }
+}
+
+/// Appends `token` as [`Cursor::token`] reads it.
+fn put_token(out: &mut Vec<u8>, token: &str) {
+    // check_token bounds tokens at MAX_TOKEN_LEN, far below u16::MAX.
+    let len = u16::try_from(token.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&token.as_bytes()[..usize::from(len)]);
 }
 
 pub(crate) fn encode_value<T: Serialize>(value: &T) -> Result<Vec<u8>> {
