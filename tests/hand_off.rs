@@ -252,3 +252,31 @@ fn a_file_without_the_hand_off_tables_still_serves_waiters() {
     assert!(held.unlock().unwrap());
     assert!(waiter.join().unwrap().expect("served") > fence);
 }
+
+/// A request that does not decode (a damaged file) is dropped at the
+/// release: the waiter is woken to take the key itself, and nothing fails.
+#[test]
+fn a_damaged_request_leaves_the_waiter_to_take_the_key_itself() {
+    let ([a, b, _], _clock, dir) = three();
+    let held = a.try_lock("k", "a".into(), TTL).unwrap().unwrap();
+    let ticket = queue(&b, "k", "b", "token-b");
+    {
+        let mut builder = redb::Database::builder();
+        builder.set_concurrency_mode(redb::ConcurrencyMode::MultiWriter);
+        let db = builder.open(dir.path().join("locks.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        let requests: redb::TableDefinition<'_, (&str, u64), &[u8]> =
+            redb::TableDefinition::new("hostlock_requests");
+        tx.open_table(requests)
+            .unwrap()
+            .insert(("k", ticket), [9u8, 9, 9].as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    assert!(held.unlock().unwrap());
+    assert!(a.info("k").unwrap().is_none(), "freed, not handed over");
+    assert!(
+        claim(&b, "k", "b", "token-b", ticket),
+        "taken by the waiter"
+    );
+}

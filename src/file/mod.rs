@@ -626,8 +626,9 @@ fn wake_next(store: &Store, tables: &Tables<'_>, key: &str) -> Result<()> {
 /// Hands the key just freed to the first waiter in its queue still
 /// waiting, if that waiter left its request: the lock it asked for is
 /// stored in this transaction, with a fence of its own, and the waiter is
-/// woken to claim it. A waiter that left no request is woken to take the
-/// key itself, with the one behind it.
+/// woken to claim it. A waiter that left no request, or one that does not
+/// decode (then dropped), is woken to take the key itself, with the one
+/// behind it.
 fn hand_off(store: &Store, tables: &mut Tables<'_>, key: &str, now: u64) -> Result<()> {
     let mono = monotonic_nanos();
     let gone = |session, limit| store.waiter_gone(session, limit);
@@ -637,10 +638,10 @@ fn hand_off(store: &Store, tables: &mut Tables<'_>, key: &str, now: u64) -> Resu
     let Some(bytes) = request else {
         return wake_next(store, tables, key);
     };
-    let request = Request::decode(&bytes).map_err(|detail| Error::Corrupted {
-        path: store.path().to_owned(),
-        detail: format!("a waiter's request for {key:?} does not decode: {detail}"),
-    })?;
+    let Ok(request) = Request::decode(&bytes) else {
+        tables.drop_request(key, waiter.ticket)?;
+        return wake_next(store, tables, key);
+    };
     let expires = request.ttl.and_then(|ttl| {
         expiry_nanos(expiry_after(
             time_from_nanos(now),

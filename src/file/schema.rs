@@ -287,9 +287,8 @@ impl<'a> Tables<'a> {
     }
 
     /// The first waiter for `key` still waiting, with the request it left
-    /// (`None`: it left none, or one that does not decode, which is then
-    /// dropped so that the waiter takes the key itself). Removes the waiters
-    /// ahead of it that `gone` says are gone or whose turn passed.
+    /// (`None`: it left none). Removes the waiters ahead of it that `gone`
+    /// says are gone or whose turn passed.
     pub(crate) fn first_live_waiter(
         &mut self,
         key: &str,
@@ -318,16 +317,15 @@ impl<'a> Tables<'a> {
             .get((key, w.ticket))
             .map_err(|e| storage_error(self.path, e))?
             .map(|v| v.value().to_vec());
-        let request = match request {
-            Some(bytes) if crate::value::Request::decode(&bytes).is_err() => {
-                self.requests
-                    .remove((key, w.ticket))
-                    .map_err(|e| storage_error(self.path, e))?;
-                None
-            }
-            other => other,
-        };
         Ok(Some((w, request)))
+    }
+
+    /// Drops the request of the waiter holding `ticket`, which stays queued.
+    pub(crate) fn drop_request(&mut self, key: &str, ticket: u64) -> Result<()> {
+        self.requests
+            .remove((key, ticket))
+            .map_err(|e| storage_error(self.path, e))?;
+        Ok(())
     }
 
     /// The sessions of the first `n` waiters queued for `key`: those to
