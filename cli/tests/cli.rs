@@ -1,39 +1,21 @@
 //! The real `hostlock` binary: every command, the JSON shapes, the exit
 //! codes, and `run` holding its lock for the command's lifetime.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{BUSY, Env, stderr};
+
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BUSY: i32 = 75;
 const NOT_HELD: i32 = 3;
 const LEASE_LOST: i32 = 76;
 
-struct Env {
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("locks.redb");
-        Env { dir, file }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostlock"));
-        cmd.env("HOSTLOCK_FILE", &self.file).args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
     /// Runs a command that must succeed, and returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -44,10 +26,6 @@ impl Env {
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Checks a failure: its exit code, and one line on stderr that names `what`.

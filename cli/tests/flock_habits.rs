@@ -2,36 +2,18 @@
 //! fractional seconds, `-w`, `-n`, `-c`, `-E` and `-q`, and durations that
 //! make no sense refused as usage errors, never a panic.
 
+mod common;
+
+use common::{BUSY, Env, stderr};
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BUSY: i32 = 75;
 const USAGE: i32 = 2;
 
-struct Env {
-    dir: tempfile::TempDir,
-    file: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("locks.redb");
-        Env { dir, file }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostlock"));
-        cmd.env("HOSTLOCK_FILE", &self.file).args(args);
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
     /// A `run` holding `key` until [`Holder::release`] or drop.
     fn hold(&self, key: &str) -> Holder {
         let release = self.dir.path().join(format!("release-{key}"));
@@ -74,10 +56,6 @@ impl Drop for Holder {
         let _ = std::fs::write(&self.release, "");
         let _ = self.child.wait();
     }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn stdout(out: &Output) -> String {
