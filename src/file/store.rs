@@ -250,17 +250,48 @@ impl Store {
         )?;
         let deadline = Instant::now() + options.busy_timeout;
         let db = open_reader(&file, path, &options, deadline)?;
-        let store = Arc::new(Store {
-            db: RwLock::new(Arc::new(Engine::Reader(db))),
+        let identity = Identity::of_meta(&meta);
+        let store = Store::assemble(
+            Engine::Reader(db),
+            path,
+            file,
+            identity,
+            ranges,
+            options,
+            None,
+        );
+        let incarnation = schema::check_format(&store)?;
+        store.incarnation.store(incarnation, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    /// A handle on an opened engine, with nothing running yet: no committer,
+    /// no listener, no claims. A handle that can write has `joined` the
+    /// file's users.
+    fn assemble(
+        engine: Engine,
+        path: &Path,
+        file: File,
+        identity: Identity,
+        ranges: Arc<Ranges>,
+        options: Options,
+        joined: Option<Joined>,
+    ) -> Arc<Store> {
+        let (session, member, started_fresh) = match joined {
+            Some(j) => (Some(j.session), Some(j.member), j.started_fresh),
+            None => (None, None, false),
+        };
+        Arc::new(Store {
+            db: RwLock::new(Arc::new(engine)),
             broken: AtomicBool::new(false),
             recovering: Mutex::new(()),
             doubtful: Mutex::new(Vec::new()),
             path: path.to_owned(),
-            identity: Identity::of_meta(&meta),
             file,
+            identity,
             incarnation: AtomicU64::new(0),
             options,
-            started_fresh: false,
+            started_fresh,
             committer: OnceLock::new(),
             changes: Arc::default(),
             to_wake: Mutex::default(),
@@ -270,13 +301,10 @@ impl Store {
             listener: OnceLock::new(),
             #[cfg(feature = "tokio")]
             async_in_flight: std::sync::atomic::AtomicUsize::new(0),
-            session: None,
-            _member: None,
+            session,
+            _member: member,
             ranges,
-        });
-        let incarnation = schema::check_format(&store)?;
-        store.incarnation.store(incarnation, Ordering::SeqCst);
-        Ok(store)
+        })
     }
 
     /// Whether this handle was opened read-only.
@@ -304,30 +332,20 @@ impl Store {
         let started_fresh = durability::prepare(&file, path, &options, alone)?;
         let session = Session::start(&ranges)?;
         let db = open_database(&file, path, &options, alone, deadline)?;
-        let store = Arc::new(Store {
-            db: RwLock::new(Arc::new(Engine::Writer(db))),
-            broken: AtomicBool::new(false),
-            recovering: Mutex::new(()),
-            doubtful: Mutex::new(Vec::new()),
-            path: path.to_owned(),
+        let joined = Joined {
+            session,
+            member,
+            started_fresh,
+        };
+        let store = Store::assemble(
+            Engine::Writer(db),
+            path,
             file,
             identity,
-            incarnation: AtomicU64::new(0),
-            options,
-            started_fresh,
-            committer: OnceLock::new(),
-            changes: Arc::default(),
-            to_wake: Mutex::default(),
-            taken_away: Mutex::default(),
-            claims: OnceLock::new(),
-            claimed: Mutex::default(),
-            listener: OnceLock::new(),
-            #[cfg(feature = "tokio")]
-            async_in_flight: std::sync::atomic::AtomicUsize::new(0),
-            session: Some(session),
-            _member: Some(member),
             ranges,
-        });
+            options,
+            Some(joined),
+        );
         let committer = Committer::start(Arc::downgrade(&store))
             .map_err(|e| Error::io(path, "start the commit thread for", e))?;
         let _ = store.committer.set(committer);
@@ -1005,6 +1023,13 @@ impl Store {
             Ok((removed, true))
         })
     }
+}
+
+/// What a handle that can write took on joining the file's users.
+struct Joined {
+    session: Session,
+    member: Held,
+    started_fresh: bool,
 }
 
 /// Lets go of the claims a batch's transactions took away, when dropped: a
