@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use hostlock::{
     AsyncLocker, AsyncRawLeaseLocker, Blocking, Durability, FileLocker, LeaseLocker, LeaseLost,
-    Locker, MemoryLocker, Outcome, OverlapOptions, RawLeaseLocker, with_unique_async,
-    with_unique_window_async, without_overlap_async,
+    Locker, MemoryLocker, RawLeaseLocker,
 };
+use hostlock_testkit::aio::{self, Cancellations};
 use tokio::runtime::{Builder, Runtime};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -169,60 +169,35 @@ fn a_thousand_tasks_on_four_threads_take_one_key_in_arrival_order() {
 
 // ---- cancellation ---------------------------------------------------------------
 
-async fn cancelled_waits_leave_nothing<L, P>(locker: AsyncLocker<L>, inner: P)
-where
-    L: AsyncRawLeaseLocker<u64> + Clone,
-    P: RawLeaseLocker<u64>,
-{
-    // A wait cancelled by a timeout leaves the queue.
-    let holder = locker.lock("k", 0, None).await.expect("free");
-    let waited = tokio::time::timeout(Duration::from_millis(20), locker.lock("k", 1, None)).await;
-    assert!(waited.is_err(), "the key was held");
-    eventually("the cancelled waiter left the queue", || {
-        inner.waiters("k").expect("waiters") == 0
-    })
-    .await;
-    holder.unlock().await.expect("unlock");
-
-    // Cancelled at every moment of a wait (in the queue, while the grant
-    // is on its way): no lock and no ticket stays behind.
-    for round in 0..300u64 {
-        let holder = if round % 2 == 0 {
-            Some(locker.lock("r", 0, None).await.expect("free"))
-        } else {
-            None
-        };
-        let limit = Duration::from_micros(round * 37 % 1500);
-        let attempt = tokio::time::timeout(limit, locker.lock("r", round, None)).await;
-        drop(attempt); // a guard it got is released too
-        drop(holder);
-    }
-    eventually("every cancelled wait cleaned up after itself", || {
-        inner.waiters("r").expect("waiters") == 0 && !inner.exists("r").expect("exists")
-    })
-    .await;
-    let free = locker.try_lock("r", 9, None).await.expect("try_lock");
-    assert!(free.is_some(), "the key is free for a newcomer");
-}
+/// Cancelled at every moment of a wait (in the queue, while the grant is on
+/// its way): 300 timeouts sweeping 0 to 1.5 ms.
+const CANCELLATIONS: Cancellations = Cancellations {
+    rounds: 300,
+    step: Duration::from_micros(37),
+    longest: Duration::from_micros(1500),
+};
 
 #[test]
 fn cancellation_under_timeout_leaves_no_ticket_and_no_lock() {
     let rt = four_workers();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = file_locker(&dir, Durability::Immediate);
-    rt.block_on(cancelled_waits_leave_nothing(
+    rt.block_on(aio::cancelled_waits_leave_nothing(
         AsyncLocker::new(file.clone()),
         file,
+        CANCELLATIONS,
     ));
     let memory = MemoryLocker::new();
-    rt.block_on(cancelled_waits_leave_nothing(
+    rt.block_on(aio::cancelled_waits_leave_nothing(
         AsyncLocker::new(memory.clone()),
         memory,
+        CANCELLATIONS,
     ));
     let blocking = MemoryLocker::new();
-    rt.block_on(cancelled_waits_leave_nothing(
+    rt.block_on(aio::cancelled_waits_leave_nothing(
         AsyncLocker::new(Blocking(blocking.clone())),
         blocking,
+        CANCELLATIONS,
     ));
 }
 
@@ -329,100 +304,16 @@ fn an_async_waiter_is_served_after_another_process_releases() {
 
 // ---- the job helpers -------------------------------------------------------------
 
-async fn job_helpers<L, P>(locker: AsyncLocker<L>, inner: P)
-where
-    L: AsyncRawLeaseLocker<u64> + Clone,
-    P: RawLeaseLocker<u64>,
-{
-    // with_unique: a duplicate is skipped; released after.
-    let outcome = with_unique_async(&locker, "u", None, async |lease| {
-        let again = with_unique_async(&locker, "u", None, async |_| ())
-            .await
-            .expect("try");
-        assert_eq!(again, Outcome::Skipped);
-        tokio::task::yield_now().await;
-        lease.fence()
-    })
-    .await
-    .expect("ran");
-    assert!(matches!(outcome, Outcome::Ran(fence) if fence > 0));
-    assert!(!inner.exists("u").expect("exists"), "released");
-
-    // with_unique_window: held for the window after the job.
-    let window = Duration::from_secs(3600);
-    let ran = with_unique_window_async(&locker, "w", window, async |_| 1).await;
-    assert_eq!(ran.expect("ran"), Outcome::Ran(1));
-    let again = with_unique_window_async(&locker, "w", window, async |_| 2).await;
-    assert_eq!(again.expect("try"), Outcome::Skipped);
-
-    // ... also when the job panics in a task of its own.
-    let panicking = tokio::spawn({
-        let locker = locker.clone();
-        async move {
-            let _ = with_unique_window_async(&locker, "p", window, async |_| -> () {
-                panic!("the job failed")
-            })
-            .await;
-        }
-    });
-    assert!(panicking.await.is_err(), "the panic goes on");
-    eventually("the failed run keeps its window", || {
-        inner.exists("p").expect("exists")
-            && inner
-                .get("p")
-                .expect("get")
-                .is_some_and(|lock| lock.expires_at.is_some())
-    })
-    .await;
-
-    // without_overlap: 8 tasks, 5 runs each, never two at once.
-    let inside = Arc::new(AtomicBool::new(false));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (locker, inside, runs) = (locker.clone(), Arc::clone(&inside), Arc::clone(&runs));
-            tokio::spawn(async move {
-                for _ in 0..5 {
-                    let options = OverlapOptions::new().ttl(Duration::from_secs(30));
-                    let outcome = without_overlap_async(&locker, "o", options, async |lease| {
-                        assert!(!inside.swap(true, Ordering::SeqCst), "two runs at once");
-                        tokio::task::yield_now().await;
-                        assert!(lease.check().await.expect("check"));
-                        inside.store(false, Ordering::SeqCst);
-                        runs.fetch_add(1, Ordering::SeqCst);
-                    })
-                    .await;
-                    assert_eq!(outcome.expect("ran"), Outcome::Ran(()));
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("no panic");
-    }
-    assert_eq!(runs.load(Ordering::SeqCst), 40);
-    let held = locker.lock("c", 0, None).await.expect("free");
-    let contended = without_overlap_async(
-        &locker,
-        "c",
-        OverlapOptions::new().wait(Duration::from_millis(20)),
-        async |_| (),
-    )
-    .await;
-    assert_eq!(contended.expect("waited"), Outcome::Contended);
-    drop(held);
-}
-
 #[test]
 fn the_job_helpers_run_on_every_locker() {
     let rt = four_workers();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = file_locker(&dir, Durability::Immediate);
-    rt.block_on(job_helpers(AsyncLocker::new(file.clone()), file));
+    rt.block_on(aio::job_helpers(AsyncLocker::new(file.clone()), file));
     let memory = MemoryLocker::new();
-    rt.block_on(job_helpers(AsyncLocker::new(memory.clone()), memory));
+    rt.block_on(aio::job_helpers(AsyncLocker::new(memory.clone()), memory));
     let blocking = MemoryLocker::new();
-    rt.block_on(job_helpers(
+    rt.block_on(aio::job_helpers(
         AsyncLocker::new(Blocking(blocking.clone())),
         blocking,
     ));

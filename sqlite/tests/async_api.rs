@@ -1,51 +1,17 @@
 //! The SQLite locker under hostlock's async API, through `Blocking` (each
 //! call on tokio's blocking pool): sixteen tasks on two handles contending
 //! for one key, waits cancelled by a timeout that leave no ticket and no
-//! lock, and the async job helpers.
+//! lock, and the async job helpers. The checks are hostlock's own
+//! (`hostlock_testkit::aio`), which its file and memory lockers pass too.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hostlock::{
-    AsyncLocker, Blocking, Locker, Outcome, OverlapOptions, RawLeaseLocker, with_unique_async,
-    without_overlap_async,
-};
+use hostlock::{AsyncLocker, Blocking};
 use hostlock_sqlite::SqliteLocker;
-
-/// Longer than any step of these tests takes on a loaded machine.
-const LONG: Duration = Duration::from_secs(60);
+use hostlock_testkit::aio::{self, Cancellations};
 
 fn open(dir: &tempfile::TempDir) -> SqliteLocker<u64> {
     SqliteLocker::open(dir.path().join("locks.db")).expect("open the database")
-}
-
-/// Runs a blocking call of `locker` on the blocking pool, as async code
-/// should, and returns its result.
-async fn off_runtime<R: Send + 'static>(
-    locker: &SqliteLocker<u64>,
-    call: impl FnOnce(&SqliteLocker<u64>) -> hostlock::Result<R> + Send + 'static,
-) -> R {
-    let locker = locker.clone();
-    tokio::task::spawn_blocking(move || call(&locker))
-        .await
-        .expect("no panic")
-        .expect("the database answers")
-}
-
-/// Polls `done` until it holds, for at most [`LONG`].
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !done().await {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// No waiter is queued for `key`, and no one holds it.
-async fn left_clean(inner: &SqliteLocker<u64>, key: &'static str) -> bool {
-    off_runtime(inner, move |l| l.waiters(key)).await == 0
-        && !off_runtime(inner, move |l| l.exists(key)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,30 +24,7 @@ async fn sixteen_tasks_on_two_handles_hold_one_key_in_turn() {
         AsyncLocker::new(Blocking(inner.clone())),
         AsyncLocker::new(Blocking(open(&dir))),
     ];
-    let inside = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..16u64)
-        .map(|task| {
-            let locker = lockers[task as usize % 2].clone();
-            let (inside, served) = (Arc::clone(&inside), Arc::clone(&served));
-            tokio::spawn(async move {
-                let guard = locker.lock("one", task, None).await.expect("granted");
-                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                inside.store(false, Ordering::SeqCst);
-                served.fetch_add(1, Ordering::SeqCst);
-                assert!(guard.unlock().await.expect("unlock"), "still held");
-            })
-        })
-        .collect();
-    for task in tasks {
-        tokio::time::timeout(LONG, task)
-            .await
-            .expect("every task served")
-            .expect("no panic");
-    }
-    assert_eq!(served.load(Ordering::SeqCst), 16);
-    assert!(left_clean(&inner, "one").await, "no waiter and no holder");
+    aio::tasks_take_turns(lockers, inner, 16).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,86 +32,17 @@ async fn a_wait_cancelled_by_a_timeout_leaves_no_ticket_and_no_lock() {
     let dir = tempfile::tempdir().expect("temp dir");
     let inner = open(&dir);
     let locker = AsyncLocker::new(Blocking(inner.clone()));
-
-    // Cancelled while queued behind a holder: the ticket goes.
-    let holder = locker.lock("k", 0, None).await.expect("free");
-    let waited = tokio::time::timeout(Duration::from_millis(50), locker.lock("k", 1, None)).await;
-    assert!(waited.is_err(), "the key was held");
-    eventually("the cancelled waiter left the queue", async || {
-        off_runtime(&inner, |l| l.waiters("k")).await == 0
-    })
-    .await;
-    assert!(holder.unlock().await.expect("unlock"));
-    eventually("the key is free", async || left_clean(&inner, "k").await).await;
-
-    // Cancelled at other moments: while joining the queue, while a grant
-    // is on its way from the pool, before the first call.
-    for round in 0..40u64 {
-        let holder = if round % 2 == 0 {
-            Some(locker.lock("r", 0, None).await.expect("free"))
-        } else {
-            None
-        };
-        let limit = Duration::from_micros(round * 397 % 8000);
-        let attempt = tokio::time::timeout(limit, locker.lock("r", round, None)).await;
-        drop(attempt); // a guard it got is released too
-        drop(holder);
-    }
-    eventually("every cancelled wait cleaned up after itself", async || {
-        left_clean(&inner, "r").await
-    })
-    .await;
-    let newcomer = locker.try_lock("r", 99, None).await.expect("try_lock");
-    assert!(newcomer.is_some(), "the key is free for a newcomer");
+    let spread = Cancellations {
+        rounds: 40,
+        step: Duration::from_micros(397),
+        longest: Duration::from_millis(8),
+    };
+    aio::cancelled_waits_leave_nothing(locker, inner, spread).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_async_job_helpers_run_jobs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let inner = open(&dir);
-    let locker = AsyncLocker::new(Blocking(inner.clone()));
-
-    // with_unique_async: runs the job, skips a duplicate, releases after.
-    let outcome = with_unique_async(&locker, "import", None, async |lease| {
-        let again = with_unique_async(&locker, "import", None, async |_| ())
-            .await
-            .expect("try");
-        assert_eq!(again, Outcome::Skipped);
-        lease.fence()
-    })
-    .await
-    .expect("ran");
-    assert!(matches!(outcome, Outcome::Ran(fence) if fence > 0));
-    assert!(left_clean(&inner, "import").await, "released");
-
-    // without_overlap_async: four tasks, three runs each, never two at once.
-    let inside = Arc::new(AtomicBool::new(false));
-    let runs = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let (locker, inside, runs) = (locker.clone(), Arc::clone(&inside), Arc::clone(&runs));
-            tokio::spawn(async move {
-                for _ in 0..3 {
-                    let options = OverlapOptions::new().ttl(Duration::from_secs(30));
-                    let outcome =
-                        without_overlap_async(&locker, "rebuild", options, async |lease| {
-                            assert!(!inside.swap(true, Ordering::SeqCst), "two runs at once");
-                            assert!(lease.check().await.expect("check"), "held while it runs");
-                            inside.store(false, Ordering::SeqCst);
-                            runs.fetch_add(1, Ordering::SeqCst);
-                        })
-                        .await;
-                    assert_eq!(outcome.expect("ran"), Outcome::Ran(()));
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        tokio::time::timeout(LONG, task)
-            .await
-            .expect("every run done")
-            .expect("no panic");
-    }
-    assert_eq!(runs.load(Ordering::SeqCst), 12);
-    assert!(left_clean(&inner, "rebuild").await, "released");
+    aio::job_helpers(AsyncLocker::new(Blocking(inner.clone())), inner).await;
 }

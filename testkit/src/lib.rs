@@ -2,7 +2,9 @@
 //! `docs/semantics.md`, the operations it and the lockers are driven by, and
 //! the entry points of the fuzz targets in `fuzz/`, which
 //! `tests/fuzz_corpus.rs` and `tests/model.rs` replay on the stable
-//! toolchain. It uses hostlock's public API alone (with the
+//! toolchain. With the feature `tokio`, [`aio`] holds the checks of the
+//! async API that hostlock's tests and those of the SQLite and Redis crates
+//! run on their lockers. It uses hostlock's public API alone (with the
 //! `fault-injection` feature), so the library carries none of it.
 //!
 //! Each entry point panics on a finding and only then, since a panic is what
@@ -11,6 +13,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod files;
 mod model;
 mod ops;
