@@ -8,6 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
@@ -34,6 +35,32 @@ impl Signal {
     /// Resolves once there has been an event since `seen` events.
     pub(crate) fn after(&self, seen: u64) -> After<'_> {
         After { signal: self, seen }
+    }
+
+    /// Resolves once `ready` holds or `deadline` (if any) has passed. `ready`
+    /// is asked again after each event, and after `poll()` at most without
+    /// one, for a change that is no event here (an expiry, another process's
+    /// commit).
+    pub(crate) async fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        poll: impl Fn() -> Duration,
+        mut ready: impl FnMut() -> bool,
+    ) {
+        loop {
+            // The count first, so that an event between the look and the
+            // wait is not missed.
+            let seen = self.seen();
+            if ready() {
+                return;
+            }
+            let poll = poll();
+            let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return;
+            }
+            let _ = tokio::time::timeout(left.min(poll), self.after(seen)).await;
+        }
     }
 }
 

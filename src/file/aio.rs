@@ -263,25 +263,13 @@ where
         timeout: Duration,
     ) -> impl Future<Output = ()> + Send {
         let key = key.to_owned();
-        async move {
-            let deadline = Instant::now().checked_add(timeout);
-            let signal = self.store().commit_signal();
-            loop {
-                // The count first, so a release committed meanwhile by this
-                // handle is not missed.
-                let seen = signal.seen();
-                if !matches!(self.ready(&key, ticket), Ok(false)) {
-                    return;
-                }
-                let poll = self.store().poll_interval();
-                let left = deadline.map_or(poll, |d| d.saturating_duration_since(Instant::now()));
-                if left.is_zero() {
-                    return;
-                }
-                let slice = left.min(poll);
-                let _ = tokio::time::timeout(slice, signal.after(seen)).await;
-            }
-        }
+        let deadline = Instant::now().checked_add(timeout);
+        let store = self.store();
+        store.commit_signal().wait_until(
+            deadline,
+            || store.poll_interval(),
+            move || !matches!(self.ready(&key, ticket), Ok(false)),
+        )
     }
 
     fn now(&self) -> SystemTime {

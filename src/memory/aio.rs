@@ -78,26 +78,16 @@ where
         timeout: Duration,
     ) -> impl Future<Output = ()> + Send {
         let key = key.to_owned();
-        async move {
-            let deadline = Instant::now().checked_add(timeout);
-            let signal = &self.shared.released_signal;
-            loop {
-                let seen = signal.seen();
-                {
-                    let mut state = self.state();
-                    if state.live(&key, self.clock_now()).is_none() && state.turn(&key, ticket) {
-                        return;
-                    }
-                }
-                let left =
-                    deadline.map_or(EXPIRY_POLL, |d| d.saturating_duration_since(Instant::now()));
-                if left.is_zero() {
-                    return;
-                }
-                // An expiry is no notification: look again every few ms.
-                let _ = tokio::time::timeout(left.min(EXPIRY_POLL), signal.after(seen)).await;
-            }
-        }
+        let deadline = Instant::now().checked_add(timeout);
+        // An expiry is no notification: look again every few ms.
+        self.shared.released_signal.wait_until(
+            deadline,
+            || EXPIRY_POLL,
+            move || {
+                let mut state = self.state();
+                state.live(&key, self.clock_now()).is_none() && state.turn(&key, ticket)
+            },
+        )
     }
 
     fn now(&self) -> SystemTime {
