@@ -72,25 +72,15 @@ impl Recorder {
         (group_name, samples): (&'static str, usize),
         store: &str,
         threads: Option<usize>,
-        mut routine: impl FnMut(u64) -> Duration,
+        routine: impl FnMut(u64) -> Duration,
     ) {
         let id = match threads {
             Some(n) => BenchmarkId::new(store, n),
             None => BenchmarkId::from_parameter(store),
         };
-        let mut calls = Vec::new();
-        group.bench_function(id, |b| {
-            b.iter_custom(|iters| {
-                let took = routine(iters);
-                calls.push(took.as_secs_f64() * 1e9 / iters as f64);
-                took
-            })
-        });
-        if calls.is_empty() {
+        let Some(ns_per_op) = common::per_call_samples(group, id, samples, routine) else {
             return; // filtered out
-        }
-        // Criterion calls the routine while warming up, then once per sample.
-        let ns_per_op = calls.split_off(calls.len() - calls.len().min(samples));
+        };
         self.measured.borrow_mut().push(Measured {
             group: group_name,
             store: store.to_owned(),

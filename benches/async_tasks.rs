@@ -108,21 +108,12 @@ impl Recorder {
         api: Api,
         store: &'static str,
         workers: usize,
-        mut routine: impl FnMut(u64) -> Duration,
+        routine: impl FnMut(u64) -> Duration,
     ) {
-        let mut calls = Vec::new();
-        group.bench_function(BenchmarkId::new(store, workers), |b| {
-            b.iter_custom(|iters| {
-                let took = routine(iters);
-                calls.push(took.as_secs_f64() * 1e9 / iters as f64);
-                took
-            })
-        });
-        if calls.is_empty() {
+        let id = BenchmarkId::new(store, workers);
+        let Some(ns_per_cycle) = common::per_call_samples(group, id, SAMPLES, routine) else {
             return; // filtered out
-        }
-        // Criterion calls the routine while warming up, then once per sample.
-        let ns_per_cycle = calls.split_off(calls.len() - calls.len().min(SAMPLES));
+        };
         self.measured.borrow_mut().push(Measured {
             api,
             store,

@@ -29,10 +29,37 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId};
 use hostlock::{Durability, FileLocker, LockValue, Locker, MemoryLocker};
 use hostlock_redis::RedisLocker;
 use hostlock_sqlite::SqliteLocker;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+/// Runs `routine` (given a count of calls, it makes them and returns how
+/// long they took) as the benchmark `id` of `group`. Returns the nanoseconds
+/// per call of its last `samples` runs, criterion's samples without its
+/// warm-up, or `None` if a filter left the benchmark out.
+pub(crate) fn per_call_samples(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    samples: usize,
+    mut routine: impl FnMut(u64) -> Duration,
+) -> Option<Vec<f64>> {
+    let mut calls = Vec::new();
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let took = routine(iters);
+            calls.push(took.as_secs_f64() * 1e9 / iters as f64);
+            took
+        })
+    });
+    if calls.is_empty() {
+        return None;
+    }
+    // Criterion calls the routine while warming up, then once per sample.
+    Some(calls.split_off(calls.len() - calls.len().min(samples)))
+}
 
 /// The expiry of every lock the benches take.
 pub(crate) const TTL: Duration = Duration::from_secs(60);
