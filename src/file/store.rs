@@ -568,16 +568,20 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
+        self.writer()?
+            .submit(self, &self.path, self.options.busy_timeout, op)
+    }
+
+    /// The committer through which this handle writes: an error for a
+    /// read-only handle, or one whose commit thread did not start.
+    fn writer(&self) -> Result<&Committer> {
         if self.read_only() {
             return Err(self.refuse_write());
         }
-        match self.committer.get() {
-            Some(committer) => committer.submit(self, &self.path, self.options.busy_timeout, op),
-            None => Err(Error::Storage {
-                path: self.path.clone(),
-                detail: "the handle's commit thread did not start".to_owned(),
-            }),
-        }
+        self.committer.get().ok_or_else(|| Error::Storage {
+            path: self.path.clone(),
+            detail: "the handle's commit thread did not start".to_owned(),
+        })
     }
 
     /// Queues `op` for the committer thread and returns at once, for async
@@ -588,16 +592,8 @@ impl Store {
         R: Send + 'static,
         F: FnMut(&Store, &mut Tables<'_>) -> Result<(R, bool)> + Send + 'static,
     {
-        if self.read_only() {
-            return Err(self.refuse_write());
-        }
-        match self.committer.get() {
-            Some(committer) => committer.send(&self.path, self.options.busy_timeout, op),
-            None => Err(Error::Storage {
-                path: self.path.clone(),
-                detail: "the handle's commit thread did not start".to_owned(),
-            }),
-        }
+        self.writer()?
+            .send(&self.path, self.options.busy_timeout, op)
     }
 
     /// Whether this handle's committer has a batch running or queued.
