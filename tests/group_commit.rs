@@ -142,7 +142,16 @@ fn dropping_the_last_handle_joins_its_threads() {
         for worker in workers {
             worker.join().unwrap().unwrap();
         }
-        assert!(commit_threads() > before);
+        // A thread takes its name once it runs; a lone caller's acquire
+        // runs on the caller's thread, so the committer may not have run yet.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while commit_threads() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the handle's commit thread never showed"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
         drop(locker);
         assert_eq!(
             commit_threads(),
